@@ -263,14 +263,15 @@ impl HistogramSnapshot {
 
     /// Upper bounds of the finite buckets, in seconds.
     pub fn bucket_upper_bounds_seconds(&self) -> [f64; NUM_BUCKETS - 1] {
-        LATENCY_BUCKET_BOUNDS_NS.map(|bound_ns| (bound_ns * self.bucket_scale) as f64 / 1e9)
+        LATENCY_BUCKET_BOUNDS_NS
+            .map(|bound_ns| bound_ns.saturating_mul(self.bucket_scale) as f64 / 1e9)
     }
 
     /// The estimated `quantile` (0.0 to 1.0) of the observed durations, in nanoseconds, or
     /// `None` without observations. See [`percentile_from_buckets`].
     pub fn percentile_ns(&self, quantile: f64) -> Option<f64> {
-        let bounds_ns =
-            LATENCY_BUCKET_BOUNDS_NS.map(|bound_ns| (bound_ns * self.bucket_scale) as f64);
+        let bounds_ns = LATENCY_BUCKET_BOUNDS_NS
+            .map(|bound_ns| bound_ns.saturating_mul(self.bucket_scale) as f64);
         percentile_from_buckets(&bounds_ns, &self.bucket_counts, quantile)
     }
 

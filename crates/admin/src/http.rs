@@ -229,7 +229,9 @@ pub async fn serve_with_routes(
     tracing::info!(%local_addr, "admin api listening");
     let admin_listener = AdminListener {
         tcp_listener: listener,
-        connection_permits: Arc::new(Semaphore::new(state.limits.connections_max)),
+        connection_permits: Arc::new(Semaphore::new(
+            state.limits.connections_max.min(Semaphore::MAX_PERMITS),
+        )),
         state: state.clone(),
     };
     axum::serve(admin_listener, router(state, extra_routes))
@@ -485,8 +487,9 @@ impl LimitedStream {
     ) -> LimitedStream {
         let now = Instant::now();
         let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
-        let idle_deadline = now + idle_timeout;
-        let lifetime_deadline = now + Duration::from_millis(limits.connection_lifetime_ms);
+        let idle_deadline = deadline_after(now, idle_timeout);
+        let lifetime_deadline =
+            deadline_after(now, Duration::from_millis(limits.connection_lifetime_ms));
         LimitedStream {
             tcp_stream,
             deadline_timer: Box::pin(tokio::time::sleep_until(
@@ -502,7 +505,7 @@ impl LimitedStream {
     /// Bytes moved: push the idle deadline out.
     fn on_progress(&mut self) {
         let now = Instant::now();
-        self.idle_deadline = now + self.idle_timeout;
+        self.idle_deadline = deadline_after(now, self.idle_timeout);
         self.arm_timer(now);
     }
 
@@ -537,6 +540,13 @@ impl LimitedStream {
             self.arm_timer(now);
         }
     }
+}
+
+/// `now + timeout`, or a year from now for a timeout too large to add (a limit configured
+/// as "practically never" must not panic).
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(timeout.min(FAR_FUTURE)).unwrap_or(now)
 }
 
 impl AsyncRead for LimitedStream {

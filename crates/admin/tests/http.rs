@@ -756,3 +756,17 @@ async fn the_shutdown_future_stops_the_server() {
     );
     assert_eq!(read_until_closed(&mut idle).await, "");
 }
+
+#[tokio::test]
+async fn limits_configured_as_practically_never_do_not_panic() {
+    let limits = AdminLimits {
+        connections_max: usize::MAX,
+        header_bytes_max: usize::MAX,
+        body_bytes_max: usize::MAX,
+        request_timeout_ms: u64::MAX,
+        idle_timeout_ms: u64::MAX,
+        connection_lifetime_ms: u64::MAX,
+    };
+    let server = TestServer::start_with(limits, Router::new()).await;
+    assert_eq!(server.get("/health").await.status, 200);
+}
