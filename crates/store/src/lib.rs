@@ -1,3 +1,42 @@
-//! The in-memory partitioned session store of scd: values, versions, expiry, locks; no tokio.
+//! The in-memory partitioned session store of scd: values, versions, expiry, replication records;
+//! no tokio, no I/O.
+//!
+//! A `Store` holds `num_partitions` `Partition`s, each behind a mutex. A front end turns a client
+//! command into one `Op` per key, finds the key's partition with `partition_of`, and calls
+//! `Partition::execute`, which returns the `Reply` and the `Mutation`s (full new states of the
+//! keys, versioned by the node's `Hlc`) that replication streams to backups. Backups and merges
+//! use `Partition::apply`, which only ever moves a key to a larger version.
+//!
+//! Time is always passed in (`now_ms`); the crate never reads a clock.
 
 #![deny(missing_docs, unreachable_pub)]
+
+mod config;
+mod error;
+mod glob;
+mod numbers;
+mod op;
+mod partition;
+mod placement;
+mod store;
+mod value;
+mod version;
+
+pub use config::{MAX_NUM_PARTITIONS, StoreConfig};
+pub use error::StoreError;
+pub use glob::glob_match;
+pub use op::{
+    ConcatSide, CounterDirection, CounterInitial, ExpireCondition, ExpireTarget, Mutations,
+    MutationsIntoIter, Op, Outcome, Reply, ScanPage, SetCondition, SetExpiry, TimeUnit,
+};
+pub use partition::{
+    ENTRY_OVERHEAD_BYTES, EXPIRY_INDEX_ITEM_OVERHEAD_BYTES, ExportCursor,
+    HASH_FIELD_OVERHEAD_BYTES, Partition,
+};
+pub use placement::{SCAN_POSITION_SHIFT, hash_tag, partition_of, scan_position_of};
+pub use store::{Store, StoreStats};
+pub use value::{Change, EntryImage, Mutation, SMALL_HASH_MAX_FIELDS, ValueImage, ValueType};
+pub use version::{HLC_LOGICAL_BITS, HLC_MAX_WALL_MS, Hlc, Version};
+
+/// Number of databases (`SELECT 0..15`); a db index is part of every key's address.
+pub const NUM_DATABASES: u8 = 16;

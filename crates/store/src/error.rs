@@ -1,0 +1,181 @@
+//! `StoreError`: every way an operation or a configuration can be refused, with Redis's error lines.
+
+use serde::{Deserialize, Serialize};
+
+/// Why the store refused an operation or a configuration.
+///
+/// Every variant says whether state changed: an operation that fails never changes the store,
+/// so a front end can always answer the error and carry on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum StoreError {
+    /// The key holds a value of another type (a hash where a string was expected, or the reverse).
+    /// State unchanged.
+    #[error("operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// The stored string (or the increment) is not a base-10 signed 64-bit integer. State unchanged.
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    /// The hash field holds something that is not a base-10 signed 64-bit integer. State unchanged.
+    #[error("hash value is not an integer")]
+    HashValueNotAnInteger,
+    /// The increment would take the integer past `i64::MIN..=i64::MAX`. State unchanged.
+    #[error("increment or decrement would overflow")]
+    IncrementOverflow,
+    /// The memcached counter holds something that is not an unsigned decimal number. State unchanged.
+    #[error("cannot increment or decrement non-numeric value")]
+    NonNumericValue,
+    /// The source key of a RENAME does not exist. State unchanged.
+    #[error("no such key")]
+    NoSuchKey,
+    /// RESTORE without REPLACE found the target key present. State unchanged.
+    #[error("target key name already exists")]
+    TargetKeyExists,
+    /// A two-key operation named keys of different partitions (the caller must split it). State
+    /// unchanged.
+    #[error("keys in request don't hash to the same partition")]
+    KeysInDifferentPartitions,
+    /// The write would grow memory past `max_memory_bytes`; nothing is evicted. State unchanged.
+    #[error("command not allowed when used memory > 'max-memory' ({max_memory_bytes} bytes)")]
+    OutOfMemory {
+        /// The configured limit.
+        max_memory_bytes: u64,
+    },
+    /// The value (or the result of APPEND / HSET growth) would exceed `max_value_bytes`.
+    /// State unchanged.
+    #[error("value is larger than max-value-bytes ({max_value_bytes})")]
+    ValueTooLarge {
+        /// The configured limit.
+        max_value_bytes: usize,
+    },
+    /// The key is longer than `max_key_bytes`. State unchanged.
+    #[error("key is larger than max-key-bytes ({max_key_bytes})")]
+    KeyTooLarge {
+        /// The configured limit.
+        max_key_bytes: usize,
+    },
+    /// The hash would have more than `max_hash_fields` fields. State unchanged.
+    #[error("hash would have more than max-hash-fields ({max_hash_fields}) fields")]
+    TooManyHashFields {
+        /// The configured limit.
+        max_hash_fields: usize,
+    },
+    /// The database index is not below `NUM_DATABASES`. State unchanged.
+    #[error("DB index is out of range")]
+    DatabaseOutOfRange,
+    /// `StoreConfig` validation failed; no store was built.
+    #[error("invalid store configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong, in words a person configuring scd can act on.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// The error line a Redis client expects, without the leading `-` and trailing CRLF,
+    /// e.g. `WRONGTYPE Operation against a key holding the wrong kind of value`.
+    ///
+    /// The texts are Redis 7's where Redis has the same error, so client libraries that match on
+    /// them (WRONGTYPE, OOM, BUSYKEY) keep working.
+    pub fn redis_error_line(&self) -> String {
+        match self {
+            StoreError::WrongType => {
+                "WRONGTYPE Operation against a key holding the wrong kind of value".to_string()
+            }
+            StoreError::NotAnInteger => "ERR value is not an integer or out of range".to_string(),
+            StoreError::HashValueNotAnInteger => "ERR hash value is not an integer".to_string(),
+            StoreError::IncrementOverflow => {
+                "ERR increment or decrement would overflow".to_string()
+            }
+            StoreError::NonNumericValue => {
+                "ERR cannot increment or decrement non-numeric value".to_string()
+            }
+            StoreError::NoSuchKey => "ERR no such key".to_string(),
+            StoreError::TargetKeyExists => "BUSYKEY Target key name already exists.".to_string(),
+            StoreError::KeysInDifferentPartitions => {
+                "CROSSSLOT Keys in request don't hash to the same slot".to_string()
+            }
+            StoreError::OutOfMemory { max_memory_bytes } => format!(
+                "OOM command not allowed when used memory > 'max-memory' ({max_memory_bytes} bytes)"
+            ),
+            StoreError::ValueTooLarge { max_value_bytes } => {
+                format!("ERR value is larger than max-value-bytes ({max_value_bytes})")
+            }
+            StoreError::KeyTooLarge { max_key_bytes } => {
+                format!("ERR key is larger than max-key-bytes ({max_key_bytes})")
+            }
+            StoreError::TooManyHashFields { max_hash_fields } => {
+                format!("ERR hash would have more than max-hash-fields ({max_hash_fields}) fields")
+            }
+            StoreError::DatabaseOutOfRange => "ERR DB index is out of range".to_string(),
+            StoreError::InvalidConfig { reason } => {
+                format!("ERR invalid store configuration: {reason}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: StoreError, expect: &str) {
+        assert_eq!(error.redis_error_line(), expect);
+    }
+
+    #[test]
+    fn error_lines_are_the_ones_redis_clients_match_on() {
+        check(
+            StoreError::WrongType,
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        );
+        check(
+            StoreError::NotAnInteger,
+            "ERR value is not an integer or out of range",
+        );
+        check(
+            StoreError::HashValueNotAnInteger,
+            "ERR hash value is not an integer",
+        );
+        check(
+            StoreError::IncrementOverflow,
+            "ERR increment or decrement would overflow",
+        );
+        check(StoreError::NoSuchKey, "ERR no such key");
+        check(
+            StoreError::TargetKeyExists,
+            "BUSYKEY Target key name already exists.",
+        );
+        check(
+            StoreError::OutOfMemory {
+                max_memory_bytes: 1_048_576,
+            },
+            "OOM command not allowed when used memory > 'max-memory' (1048576 bytes)",
+        );
+        check(
+            StoreError::ValueTooLarge {
+                max_value_bytes: 1_048_576,
+            },
+            "ERR value is larger than max-value-bytes (1048576)",
+        );
+        check(
+            StoreError::TooManyHashFields {
+                max_hash_fields: 4096,
+            },
+            "ERR hash would have more than max-hash-fields (4096) fields",
+        );
+        check(
+            StoreError::NonNumericValue,
+            "ERR cannot increment or decrement non-numeric value",
+        );
+    }
+
+    #[test]
+    fn display_texts_are_lowercase_without_a_trailing_period() {
+        let text = StoreError::OutOfMemory {
+            max_memory_bytes: 5,
+        }
+        .to_string();
+        assert!(text.starts_with("command not allowed"));
+        assert!(!text.ends_with('.'));
+    }
+}

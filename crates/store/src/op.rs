@@ -1,0 +1,560 @@
+//! `Op`, `Reply` and `Outcome`: the protocol-neutral, one-key-per-operation interface of a partition.
+//!
+//! The RESP and memcached front ends translate commands into `Op`s (splitting multi-key commands
+//! into one op per key), a relay serializes them to the partition's primary, and the replies come
+//! back as `Reply`s the front ends turn into each protocol's exact answer.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{EntryImage, Mutation, StoreError, ValueType};
+
+/// One operation on one key of one partition (or, for the keyspace ops, on a whole partition).
+///
+/// Deadlines are absolute wall-clock milliseconds: the front end converts EX/PX/EXAT/memcached
+/// exptime, so that a relayed op means the same thing on every node. A key is live while
+/// `now_ms <= expire_at_ms` (Redis's rule); a write whose deadline is `<= now_ms` deletes the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// GET: `Bulk` or `Nil`; `WrongType` for a hash.
+    Get {
+        /// The key.
+        key: Bytes,
+    },
+    /// memcached get/gets: `Value { value, flags, cas }` or `Nil`.
+    GetWithMeta {
+        /// The key.
+        key: Bytes,
+    },
+    /// SET (Redis, with NX/XX/GET/EX/PX/EXAT/PXAT/KEEPTTL) and memcached set/add/replace/cas.
+    ///
+    /// Replies `Written { cas }` on success; `ConditionNotMet` when NX/XX failed; `NotFound` or
+    /// `CasMismatch` for a failed CAS. With `return_old` the reply is instead the old value
+    /// (`Bulk` or `Nil`, whether or not the write happened), or `WrongType` if the old value is a
+    /// hash (and then nothing is written).
+    Set {
+        /// The key.
+        key: Bytes,
+        /// The new value (copied when stored).
+        value: Bytes,
+        /// What happens to the key's time to live.
+        expiry: SetExpiry,
+        /// When the write happens.
+        condition: SetCondition,
+        /// SET ... GET: reply the previous value.
+        return_old: bool,
+        /// memcached client flags, stored with the value; 0 from Redis.
+        flags: u32,
+    },
+    /// GETEX: the value (`Bulk`/`Nil`), changing the expiry; a deadline `<= now` deletes the key
+    /// after reading it.
+    GetEx {
+        /// The key.
+        key: Bytes,
+        /// The new expiry.
+        expiry: ExpireTarget,
+    },
+    /// GETDEL: the value (`Bulk`/`Nil`), deleting the key.
+    GetDel {
+        /// The key.
+        key: Bytes,
+    },
+    /// Redis APPEND: creates the key if absent; `Integer(new length)`.
+    Append {
+        /// The key.
+        key: Bytes,
+        /// Bytes to append.
+        value: Bytes,
+    },
+    /// memcached append/prepend: `Written { cas }`, `NotFound` if absent (never creates), or
+    /// `CasMismatch`. Keeps flags and expiry.
+    Concat {
+        /// The key.
+        key: Bytes,
+        /// Bytes to add.
+        value: Bytes,
+        /// Which end to add them to.
+        side: ConcatSide,
+        /// memcached binary CAS: only if the current CAS is this one.
+        cas_opt: Option<u64>,
+    },
+    /// STRLEN: `Integer` (0 if absent).
+    Strlen {
+        /// The key.
+        key: Bytes,
+    },
+    /// INCR/DECR/INCRBY/DECRBY: `Integer(new value)`; a missing key counts as 0. Keeps the TTL.
+    IncrBy {
+        /// The key.
+        key: Bytes,
+        /// The increment (the front end negates for DECRBY, refusing `i64::MIN`).
+        delta: i64,
+    },
+    /// memcached incr/decr: unsigned 64-bit, incr wraps, decr floors at 0.
+    /// `Counter { value, cas }`, `NotFound`, `CasMismatch`, or `NonNumericValue`.
+    Counter {
+        /// The key.
+        key: Bytes,
+        /// The amount.
+        delta: u64,
+        /// Up or down.
+        direction: CounterDirection,
+        /// memcached binary CAS: only if the current CAS is this one.
+        cas_opt: Option<u64>,
+        /// memcached binary: create a missing key with this value instead of `NotFound`.
+        initial_opt: Option<CounterInitial>,
+    },
+    /// DEL/UNLINK and memcached delete: `Integer(1)` if a key was deleted, `Integer(0)` if absent,
+    /// `CasMismatch`. Leaves a tombstone.
+    Delete {
+        /// The key.
+        key: Bytes,
+        /// memcached binary CAS: only if the current CAS is this one.
+        cas_opt: Option<u64>,
+    },
+    /// phpredis' lock release script (`if get == ARGV[1] then del`): `Integer(1)` if deleted,
+    /// else `Integer(0)`; `WrongType` for a hash.
+    DeleteIfEquals {
+        /// The key.
+        key: Bytes,
+        /// The value the key must hold.
+        value: Bytes,
+    },
+    /// EXISTS (and Redis TOUCH, which is the same for a store without LRU): `Integer(1|0)`.
+    Exists {
+        /// The key.
+        key: Bytes,
+    },
+    /// TYPE: `Type(None | Some(String) | Some(Hash))`.
+    Type {
+        /// The key.
+        key: Bytes,
+    },
+    /// EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT (with NX/XX/GT/LT) and PERSIST: `Integer(1)` if the expiry
+    /// changed (or the key was deleted because the deadline is past), `Integer(0)` otherwise.
+    /// For `Persist` the conditions treat "no expiry" as an infinite deadline.
+    Expire {
+        /// The key.
+        key: Bytes,
+        /// The new deadline, or none.
+        target: ExpireTarget,
+        /// Redis 7's NX/XX/GT/LT.
+        condition: ExpireCondition,
+    },
+    /// TTL/PTTL: `Integer` remaining time (seconds rounded like Redis, or ms), -2 missing,
+    /// -1 no expiry.
+    Ttl {
+        /// The key.
+        key: Bytes,
+        /// Seconds (TTL) or milliseconds (PTTL).
+        unit: TimeUnit,
+    },
+    /// EXPIRETIME/PEXPIRETIME: `Integer` absolute deadline, -2 missing, -1 no expiry.
+    ExpireTime {
+        /// The key.
+        key: Bytes,
+        /// Seconds or milliseconds.
+        unit: TimeUnit,
+    },
+    /// memcached touch and gat/gats: sets the expiry. `Written { cas }` (touch) or
+    /// `Value { .. }` (gat, `return_value`), `NotFound` if absent. A deadline `<= now` deletes.
+    Touch {
+        /// The key.
+        key: Bytes,
+        /// The new deadline, or none (memcached exptime 0).
+        target: ExpireTarget,
+        /// gat: reply the value with its flags and CAS.
+        return_value: bool,
+    },
+    /// RENAME/RENAMENX within one partition (both keys here; checked, `KeysInDifferentPartitions`
+    /// otherwise). `Ok` (RENAME) or `Integer(1|0)` (RENAMENX); `NoSuchKey` if `from` is absent.
+    /// Keeps the expiry; `from` leaves a tombstone.
+    Rename {
+        /// The source key.
+        from: Bytes,
+        /// The destination key.
+        to: Bytes,
+        /// RENAMENX: only if `to` does not exist.
+        only_if_target_absent: bool,
+    },
+    /// DUMP: `Image(entry)` or `Nil`. With RESTORE, how a caller renames across partitions.
+    Dump {
+        /// The key.
+        key: Bytes,
+    },
+    /// RESTORE (with ABSTTL semantics): stores the image under a fresh version. `Ok`;
+    /// `TargetKeyExists` without `replace`. A deadline already past stores nothing (and deletes
+    /// the existing key when replacing), like Redis.
+    Restore {
+        /// The key.
+        key: Bytes,
+        /// The value, expiry and flags to store (its version is ignored).
+        image: EntryImage,
+        /// REPLACE.
+        replace: bool,
+    },
+    /// HSET/HMSET: `Integer(number of new fields)`. Later pairs win over earlier equal fields.
+    HashSet {
+        /// The key.
+        key: Bytes,
+        /// Field/value pairs, at least one.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// HGET: `Bulk` or `Nil`.
+    HashGet {
+        /// The key.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+    },
+    /// HMGET: `Array` of `Bulk`/`Nil`, one per field.
+    HashMultiGet {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<Bytes>,
+    },
+    /// HGETALL: `Pairs` (empty for a missing key).
+    HashGetAll {
+        /// The key.
+        key: Bytes,
+    },
+    /// HDEL: `Integer(number removed)`; removing the last field deletes the key.
+    HashDelete {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<Bytes>,
+    },
+    /// HEXISTS: `Integer(1|0)`.
+    HashExists {
+        /// The key.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+    },
+    /// HLEN: `Integer`.
+    HashLen {
+        /// The key.
+        key: Bytes,
+    },
+    /// HKEYS: `Array` of `Bulk`.
+    HashKeys {
+        /// The key.
+        key: Bytes,
+    },
+    /// HVALS: `Array` of `Bulk`.
+    HashValues {
+        /// The key.
+        key: Bytes,
+    },
+    /// HINCRBY: `Integer(new value)`; a missing key or field counts as 0.
+    HashIncrBy {
+        /// The key.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+        /// The increment.
+        delta: i64,
+    },
+    /// One SCAN page of this partition's `db`: `Scan(ScanPage)`. See `Partition::scan`.
+    Scan {
+        /// Where to start (0 for the first page, else the previous page's `next_position`).
+        start_position: u64,
+        /// How many keys to visit (a page may hold more, or fewer after filtering).
+        count: usize,
+        /// MATCH pattern.
+        pattern: Option<Bytes>,
+        /// TYPE filter.
+        type_filter: Option<ValueType>,
+    },
+    /// KEYS: `Array` of `Bulk`, in SCAN position order.
+    Keys {
+        /// The glob pattern.
+        pattern: Bytes,
+    },
+    /// DBSIZE: `Integer` keys of `db` in this partition (the caller sums partitions).
+    DbSize,
+    /// FLUSHDB: deletes every key of `db` in this partition (tombstones, one mutation per key). `Ok`.
+    FlushDb,
+    /// FLUSHALL: FLUSHDB for every database. `Ok`.
+    FlushAll,
+}
+
+impl Op {
+    /// The key the op addresses (the source for RENAME); `None` for whole-partition ops.
+    pub fn key(&self) -> Option<&Bytes> {
+        match self {
+            Op::Get { key }
+            | Op::GetWithMeta { key }
+            | Op::Set { key, .. }
+            | Op::GetEx { key, .. }
+            | Op::GetDel { key }
+            | Op::Append { key, .. }
+            | Op::Concat { key, .. }
+            | Op::Strlen { key }
+            | Op::IncrBy { key, .. }
+            | Op::Counter { key, .. }
+            | Op::Delete { key, .. }
+            | Op::DeleteIfEquals { key, .. }
+            | Op::Exists { key }
+            | Op::Type { key }
+            | Op::Expire { key, .. }
+            | Op::Ttl { key, .. }
+            | Op::ExpireTime { key, .. }
+            | Op::Touch { key, .. }
+            | Op::Dump { key }
+            | Op::Restore { key, .. }
+            | Op::HashSet { key, .. }
+            | Op::HashGet { key, .. }
+            | Op::HashMultiGet { key, .. }
+            | Op::HashGetAll { key }
+            | Op::HashDelete { key, .. }
+            | Op::HashExists { key, .. }
+            | Op::HashLen { key }
+            | Op::HashKeys { key }
+            | Op::HashValues { key }
+            | Op::HashIncrBy { key, .. } => Some(key),
+            Op::Rename { from, .. } => Some(from),
+            Op::Scan { .. } | Op::Keys { .. } | Op::DbSize | Op::FlushDb | Op::FlushAll => None,
+        }
+    }
+}
+
+/// What a SET does to the key's time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetExpiry {
+    /// No expiry (plain SET clears any TTL; memcached exptime 0).
+    Never,
+    /// KEEPTTL: keep the current TTL, if any.
+    Keep,
+    /// Expire at this absolute wall-clock millisecond; `<= now` deletes the key instead.
+    AtMs(u64),
+}
+
+/// When a SET writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// Always (SET, memcached set).
+    Always,
+    /// NX / memcached add: only if the key is absent.
+    IfAbsent,
+    /// XX / memcached replace: only if the key is present.
+    IfPresent,
+    /// memcached cas: only if the key's CAS (its `version.hlc`) is this one.
+    IfCasEquals(u64),
+}
+
+/// A new expiry for EXPIRE, GETEX and memcached touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireTarget {
+    /// Expire at this absolute wall-clock millisecond; `<= now` deletes the key.
+    AtMs(u64),
+    /// Remove the expiry (PERSIST, GETEX PERSIST, memcached exptime 0).
+    Persist,
+}
+
+/// Redis 7's EXPIRE conditions. "No expiry" counts as an infinite deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireCondition {
+    /// Always.
+    Always,
+    /// NX: only if the key has no expiry.
+    IfNoExpiry,
+    /// XX: only if the key has an expiry.
+    IfHasExpiry,
+    /// GT: only if the new deadline is greater than the current one.
+    IfGreater,
+    /// LT: only if the new deadline is less than the current one.
+    IfLess,
+}
+
+/// Which end memcached append/prepend adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConcatSide {
+    /// append: after the current value.
+    Append,
+    /// prepend: before the current value.
+    Prepend,
+}
+
+/// memcached incr or decr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CounterDirection {
+    /// incr: wraps around at 2^64.
+    Increment,
+    /// decr: stops at 0.
+    Decrement,
+}
+
+/// memcached binary incr/decr's "create if missing" values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterInitial {
+    /// The value a missing counter is created with (the delta is not applied).
+    pub value: u64,
+    /// Its expiry; 0 = none.
+    pub expire_at_ms: u64,
+}
+
+/// Seconds or milliseconds, for TTL and EXPIRETIME replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeUnit {
+    /// TTL, EXPIRETIME.
+    Seconds,
+    /// PTTL, PEXPIRETIME.
+    Milliseconds,
+}
+
+/// A protocol-neutral reply; each front end maps it to its protocol's exact answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Redis `+OK`.
+    Ok,
+    /// A missing value: Redis nil, memcached miss.
+    Nil,
+    /// A Redis integer.
+    Integer(i64),
+    /// A Redis bulk string.
+    Bulk(Bytes),
+    /// A value with its memcached metadata (get/gets/gat).
+    Value {
+        /// The value.
+        value: Bytes,
+        /// memcached client flags.
+        flags: u32,
+        /// The CAS unique (the version's `hlc`, never 0).
+        cas: u64,
+    },
+    /// A write happened (Redis `+OK`, memcached `STORED`/`TOUCHED`); the key's new CAS.
+    Written {
+        /// The CAS unique after the write.
+        cas: u64,
+    },
+    /// A memcached incr/decr result.
+    Counter {
+        /// The new value.
+        value: u64,
+        /// The CAS unique after the write.
+        cas: u64,
+    },
+    /// A Redis array.
+    Array(Vec<Reply>),
+    /// Field/value pairs (HGETALL): a flat array in RESP2, a map in RESP3.
+    Pairs(Vec<(Bytes, Bytes)>),
+    /// TYPE's answer: `None` for a missing key (Redis `none`), else the value's type
+    /// (`ValueType::name` gives Redis's simple string).
+    Type(Option<ValueType>),
+    /// A DUMP image.
+    Image(Box<EntryImage>),
+    /// A SCAN page.
+    Scan(ScanPage),
+    /// NX/XX (or add/replace) did not hold: Redis nil, memcached `NOT_STORED`.
+    ConditionNotMet,
+    /// A CAS did not match: memcached `EXISTS`.
+    CasMismatch,
+    /// The key a conditional write needs is absent: memcached `NOT_FOUND`.
+    NotFound,
+    /// The op was refused; state unchanged.
+    Error(StoreError),
+}
+
+/// One page of a partition's SCAN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanPage {
+    /// Keys in ascending position order (ties in key order).
+    pub keys: Vec<Bytes>,
+    /// Where the next page starts, or `None` when the partition's db is done.
+    pub next_position: Option<u64>,
+}
+
+/// What executing an op produced: the reply and the state changes to replicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The reply for the client.
+    pub reply: Reply,
+    /// The changes, in the order a backup must apply them (empty for reads and failed writes).
+    pub mutations: Mutations,
+}
+
+impl Outcome {
+    pub(crate) fn reply(reply: Reply) -> Outcome {
+        Outcome {
+            reply,
+            mutations: Mutations::new(),
+        }
+    }
+
+    pub(crate) fn error(error: StoreError) -> Outcome {
+        Outcome::reply(Reply::Error(error))
+    }
+}
+
+/// The mutations of one op: zero, one or two inline (every op but the flushes), more on the heap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mutations {
+    first: Option<Mutation>,
+    second: Option<Mutation>,
+    /// Only FLUSHDB/FLUSHALL get here; `Vec::new` does not allocate.
+    rest: Vec<Mutation>,
+}
+
+/// The iterator of `Mutations::into_iter`.
+pub type MutationsIntoIter = std::iter::Chain<
+    std::iter::Chain<std::option::IntoIter<Mutation>, std::option::IntoIter<Mutation>>,
+    std::vec::IntoIter<Mutation>,
+>;
+
+impl Mutations {
+    /// No mutations.
+    pub fn new() -> Mutations {
+        Mutations::default()
+    }
+
+    /// Appends one.
+    pub fn push(&mut self, mutation: Mutation) {
+        if self.first.is_none() {
+            self.first = Some(mutation);
+        } else if self.second.is_none() {
+            self.second = Some(mutation);
+        } else {
+            self.rest.push(mutation);
+        }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + usize::from(self.second.is_some()) + self.rest.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// In order.
+    pub fn iter(&self) -> impl Iterator<Item = &Mutation> {
+        self.first
+            .iter()
+            .chain(self.second.iter())
+            .chain(self.rest.iter())
+    }
+}
+
+impl IntoIterator for Mutations {
+    type Item = Mutation;
+    type IntoIter = MutationsIntoIter;
+
+    fn into_iter(self) -> MutationsIntoIter {
+        self.first.into_iter().chain(self.second).chain(self.rest)
+    }
+}
+
+impl FromIterator<Mutation> for Mutations {
+    fn from_iter<T: IntoIterator<Item = Mutation>>(iter: T) -> Mutations {
+        let mut mutations = Mutations::new();
+        for mutation in iter {
+            mutations.push(mutation);
+        }
+        mutations
+    }
+}

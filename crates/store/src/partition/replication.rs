@@ -1,0 +1,106 @@
+//! Replication support: applying a primary's mutations, and exporting a snapshot in chunks.
+
+use super::{Entry, Partition, Slot, held_version};
+use crate::value::Value;
+use crate::{Change, Mutation, NUM_DATABASES};
+
+/// Where a chunked snapshot export stands: the next database and SCAN position to export.
+///
+/// Holds no keys and no borrow, so the caller can drop the partition lock between chunks. Keys
+/// written after the cursor passed them are the caller's to stream (it registers the new backup
+/// under the same lock it creates the cursor with); keys written ahead of the cursor are exported
+/// too, which is harmless because applying is idempotent and version-ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExportCursor {
+    db: u8,
+    next_position: u64,
+    finished: bool,
+}
+
+impl ExportCursor {
+    /// A cursor at the start of the partition (database 0, position 0).
+    pub fn new() -> ExportCursor {
+        ExportCursor::default()
+    }
+
+    /// Whether every database has been exported.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Partition {
+    /// Applies a replicated or merged mutation if its version is greater than what this partition
+    /// holds for the key (entry or tombstone), so a replica never goes backwards (invariant 5).
+    /// Returns whether it was applied. Observes the version in the node's clock so that later local
+    /// writes exceed it.
+    ///
+    /// Never refused for memory or size: a backup mirrors its primary. A Delete leaves a tombstone
+    /// (kept `tombstone_ttl_ms` from `now_ms`). An expired entry counts as absent, like everywhere.
+    pub fn apply(&mut self, mutation: Mutation, now_ms: u64) -> bool {
+        let Mutation { db, key, change } = mutation;
+        if db >= NUM_DATABASES {
+            return false;
+        }
+        let version = change.version();
+        self.shared.hlc.observe(version.hlc);
+        let tombstone_ttl_ms = self.shared.config.tombstone_ttl_ms;
+        let shared = &*self.shared;
+        let (applied, _) = self.keyspace.modify(shared, db, &key, now_ms, |slot| {
+            if held_version(slot).is_some_and(|held| version <= held) {
+                return (false, None);
+            }
+            *slot = Some(match change {
+                Change::Put(image) => Slot::Live(Entry {
+                    value: Value::from_image(&image.value),
+                    version,
+                    expire_at_ms: image.expire_at_ms,
+                    flags: image.flags,
+                }),
+                Change::Delete { version } => Slot::Tombstone {
+                    version,
+                    purge_at_ms: now_ms.saturating_add(tombstone_ttl_ms),
+                },
+            });
+            (true, None)
+        });
+        applied
+    }
+
+    /// The current state of the next keys after `cursor`, about `max_items` of them (more when keys
+    /// share a SCAN position): a Put per live key and a Delete per tombstone, so a backup also
+    /// learns of recent deletes. Advances `cursor`; an empty result means the export is finished.
+    pub fn export_chunk(&self, cursor: &mut ExportCursor, max_items: usize) -> Vec<Mutation> {
+        let mut chunk = Vec::new();
+        while !cursor.finished {
+            let buckets = &self.keyspace.dbs[usize::from(cursor.db)];
+            let mut stopped_at = None;
+            for (&position, bucket) in buckets.range(cursor.next_position..) {
+                if chunk.len() >= max_items.max(1) {
+                    stopped_at = Some(position);
+                    break;
+                }
+                chunk.extend(bucket.slots().iter().map(|key_slot| Mutation {
+                    db: cursor.db,
+                    key: key_slot.key.clone(),
+                    change: match &key_slot.slot {
+                        Slot::Live(entry) => Change::Put(entry.image()),
+                        Slot::Tombstone { version, .. } => Change::Delete { version: *version },
+                    },
+                }));
+            }
+            match stopped_at {
+                Some(position) => {
+                    cursor.next_position = position;
+                    return chunk;
+                }
+                None if cursor.db + 1 < NUM_DATABASES => {
+                    cursor.db += 1;
+                    cursor.next_position = 0;
+                }
+                None => cursor.finished = true,
+            }
+        }
+        chunk
+    }
+}
