@@ -573,3 +573,334 @@ impl Responder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARTITIONS: u32 = 1024;
+
+    fn keys(secret: &[u8]) -> ClusterKeys {
+        ClusterKeys::derive(Some(&ClusterSecret(secret.to_vec())), "prod")
+    }
+
+    fn local(name: &str) -> LocalPeer {
+        LocalPeer {
+            cluster_name: "prod".to_owned(),
+            node_id: NodeId::from_name(name),
+            protocol_version: 1,
+            partition_count: PARTITIONS,
+            channel_binding: Vec::new(),
+        }
+    }
+
+    /// Runs a whole handshake between `initiator` (with `initiator_keys`) and `responder`; returns
+    /// what each side concluded. Every message goes through its wire encoding.
+    fn handshake(
+        initiator_keys: &ClusterKeys,
+        initiator: LocalPeer,
+        responder_keys: &ClusterKeys,
+        responder: LocalPeer,
+    ) -> (
+        Result<AuthenticatedPeer, HandshakeError>,
+        Result<AuthenticatedPeer, HandshakeError>,
+    ) {
+        let (initiator_state, hello) =
+            Initiator::start(initiator_keys, initiator, None, [1; NONCE_LEN]).expect("starts");
+        let hello = match HandshakeMessage::decode(&HandshakeMessage::Hello(hello).encode()) {
+            Ok(HandshakeMessage::Hello(hello)) => hello,
+            other => panic!("hello decoded as {other:?}"),
+        };
+        let (responder_state, challenge) =
+            Responder::handle_hello(responder_keys, responder, hello, [2; NONCE_LEN])
+                .expect("answers");
+        let challenge =
+            match HandshakeMessage::decode(&HandshakeMessage::Challenge(challenge).encode()) {
+                Ok(HandshakeMessage::Challenge(challenge)) => challenge,
+                other => panic!("challenge decoded as {other:?}"),
+            };
+        match initiator_state.handle_challenge(&challenge) {
+            Ok((proof, peer)) => (Ok(peer), responder_state.handle_proof(&proof)),
+            Err(error) => {
+                // The responder never gets a proof; what it knows on its own is the compatibility.
+                let responder_result = responder_state
+                    .check_compatible()
+                    .and(Err(HandshakeError::BadProof));
+                (Err(error), responder_result)
+            }
+        }
+    }
+
+    #[test]
+    fn both_sides_succeed_with_the_same_secret() {
+        let (initiator, responder) =
+            handshake(&keys(b"s3cret"), local("a"), &keys(b"s3cret"), local("b"));
+        assert_eq!(
+            initiator,
+            Ok(AuthenticatedPeer {
+                node_id: NodeId::from_name("b")
+            })
+        );
+        assert_eq!(
+            responder,
+            Ok(AuthenticatedPeer {
+                node_id: NodeId::from_name("a")
+            })
+        );
+    }
+
+    #[test]
+    fn both_sides_succeed_without_a_secret_when_neither_has_one() {
+        let no_secret = ClusterKeys::derive(None, "prod");
+        assert!(!no_secret.has_secret());
+        let (initiator, responder) = handshake(&no_secret, local("a"), &no_secret, local("b"));
+        assert!(initiator.is_ok() && responder.is_ok());
+    }
+
+    #[test]
+    fn a_wrong_secret_fails_on_both_sides() {
+        // The initiator detects it first and sends no proof.
+        let (initiator, responder) =
+            handshake(&keys(b"right"), local("a"), &keys(b"wrong"), local("b"));
+        assert_eq!(initiator, Err(HandshakeError::BadProof));
+        assert_eq!(responder, Err(HandshakeError::BadProof));
+        // A responder that meets a forged proof (an initiator without the secret) rejects it too.
+        let (_initiator, hello) =
+            Initiator::start(&keys(b"wrong"), local("a"), None, [1; NONCE_LEN]).expect("starts");
+        let (responder, _challenge) =
+            Responder::handle_hello(&keys(b"right"), local("b"), hello, [2; NONCE_LEN])
+                .expect("answers");
+        assert_eq!(
+            responder.handle_proof(&Proof {
+                proof: [0; PROOF_LEN]
+            }),
+            Err(HandshakeError::BadProof)
+        );
+    }
+
+    #[test]
+    fn a_proof_made_with_the_wrong_secret_fails_at_the_responder() {
+        // An attacker that saw the challenge computes a proof with a guessed secret.
+        let right = keys(b"right");
+        let (_initiator, hello) =
+            Initiator::start(&right, local("a"), None, [1; NONCE_LEN]).expect("starts");
+        let (responder, challenge) =
+            Responder::handle_hello(&right, local("b"), hello.clone(), [2; NONCE_LEN])
+                .expect("answers");
+        let (forger, _) =
+            Initiator::start(&keys(b"guess"), local("a"), None, hello.nonce).expect("starts");
+        // The forger cannot even verify the responder, and a proof it signs anyway is refused.
+        assert_eq!(
+            forger.handle_challenge(&challenge).map(|_| ()),
+            Err(HandshakeError::BadProof)
+        );
+        let transcript = Transcript {
+            protocol_version: 1,
+            partition_count: PARTITIONS,
+            cluster_name: "prod",
+            initiator_id: NodeId::from_name("a"),
+            responder_id: NodeId::from_name("b"),
+            initiator_nonce: &hello.nonce,
+            responder_nonce: &challenge.nonce,
+            channel_binding: &[],
+        };
+        let forged = Proof {
+            proof: transcript.sign(keys(b"guess").handshake_key(), INITIATOR_LABEL),
+        };
+        assert_eq!(
+            responder.handle_proof(&forged),
+            Err(HandshakeError::BadProof)
+        );
+    }
+
+    #[test]
+    fn replayed_transcripts_fail() {
+        let key = keys(b"s3cret");
+        // Record a complete, successful handshake.
+        let (initiator, hello) =
+            Initiator::start(&key, local("a"), None, [1; NONCE_LEN]).expect("starts");
+        let (responder, challenge) =
+            Responder::handle_hello(&key, local("b"), hello.clone(), [2; NONCE_LEN])
+                .expect("answers");
+        let (recorded_proof, _) = initiator
+            .handle_challenge(&challenge)
+            .expect("authenticates");
+        assert!(responder.handle_proof(&recorded_proof).is_ok());
+        // Replaying the initiator's messages to a responder with a fresh nonce fails.
+        let (fresh_responder, _) =
+            Responder::handle_hello(&key, local("b"), hello, [3; NONCE_LEN]).expect("answers");
+        assert_eq!(
+            fresh_responder.handle_proof(&recorded_proof),
+            Err(HandshakeError::BadProof)
+        );
+        // Replaying the responder's challenge to an initiator with a fresh nonce fails.
+        let (fresh_initiator, _) =
+            Initiator::start(&key, local("a"), None, [4; NONCE_LEN]).expect("starts");
+        assert_eq!(
+            fresh_initiator.handle_challenge(&challenge).map(|_| ()),
+            Err(HandshakeError::BadProof)
+        );
+    }
+
+    #[test]
+    fn a_proof_cannot_be_reflected_or_moved_to_another_channel() {
+        let key = keys(b"s3cret");
+        // The responder's own proof sent back as the initiator's proof fails (role labels differ).
+        let (_initiator, hello) =
+            Initiator::start(&key, local("a"), None, [1; NONCE_LEN]).expect("starts");
+        let (responder, challenge) =
+            Responder::handle_hello(&key, local("b"), hello, [2; NONCE_LEN]).expect("answers");
+        assert_eq!(
+            responder.handle_proof(&Proof {
+                proof: challenge.proof
+            }),
+            Err(HandshakeError::BadProof)
+        );
+        // A challenge made for another channel binding fails.
+        let mut bound = local("a");
+        bound.channel_binding = b"tls exporter of connection 1".to_vec();
+        let (initiator, hello) =
+            Initiator::start(&key, bound, None, [1; NONCE_LEN]).expect("starts");
+        let mut other_channel = local("b");
+        other_channel.channel_binding = b"tls exporter of connection 2".to_vec();
+        let (_, challenge) =
+            Responder::handle_hello(&key, other_channel, hello, [2; NONCE_LEN]).expect("answers");
+        assert_eq!(
+            initiator.handle_challenge(&challenge).map(|_| ()),
+            Err(HandshakeError::BadProof)
+        );
+        // An echoed nonce is refused before any MAC is looked at.
+        let (initiator, hello) =
+            Initiator::start(&key, local("a"), None, [7; NONCE_LEN]).expect("starts");
+        let (_, challenge) =
+            Responder::handle_hello(&key, local("b"), hello, [7; NONCE_LEN]).expect("answers");
+        assert_eq!(
+            initiator.handle_challenge(&challenge).map(|_| ()),
+            Err(HandshakeError::ReflectedNonce)
+        );
+    }
+
+    #[test]
+    fn version_and_partition_count_mismatches_give_typed_errors_on_both_sides() {
+        fn check(
+            change: impl Fn(&mut LocalPeer),
+            expect_initiator: HandshakeError,
+            expect_responder: HandshakeError,
+        ) {
+            let key = keys(b"s3cret");
+            let mut responder = local("b");
+            change(&mut responder);
+            let (initiator, responder) = handshake(&key, local("a"), &key, responder);
+            assert_eq!(initiator, Err(expect_initiator));
+            assert_eq!(responder, Err(expect_responder));
+        }
+        check(
+            |peer| peer.protocol_version = 2,
+            HandshakeError::ProtocolMismatch { ours: 1, theirs: 2 },
+            HandshakeError::ProtocolMismatch { ours: 2, theirs: 1 },
+        );
+        check(
+            |peer| peer.partition_count = 256,
+            HandshakeError::PartitionCountMismatch {
+                ours: PARTITIONS,
+                theirs: 256,
+            },
+            HandshakeError::PartitionCountMismatch {
+                ours: 256,
+                theirs: PARTITIONS,
+            },
+        );
+        check(
+            |peer| peer.cluster_name = "staging".to_owned(),
+            HandshakeError::OtherCluster {
+                ours: "prod".to_owned(),
+                theirs: "staging".to_owned(),
+            },
+            HandshakeError::OtherCluster {
+                ours: "staging".to_owned(),
+                theirs: "prod".to_owned(),
+            },
+        );
+    }
+
+    #[test]
+    fn connecting_to_itself_or_to_an_unexpected_node_is_refused() {
+        let key = keys(b"s3cret");
+        let (initiator, hello) =
+            Initiator::start(&key, local("a"), None, [1; NONCE_LEN]).expect("starts");
+        let (responder, challenge) =
+            Responder::handle_hello(&key, local("a"), hello, [2; NONCE_LEN]).expect("answers");
+        let self_id = NodeId::from_name("a");
+        assert_eq!(
+            initiator.handle_challenge(&challenge).map(|_| ()),
+            Err(HandshakeError::ConnectedToSelf { node_id: self_id })
+        );
+        assert_eq!(
+            responder.check_compatible(),
+            Err(HandshakeError::ConnectedToSelf { node_id: self_id })
+        );
+        let expected = NodeId::from_name("c");
+        let (initiator, hello) =
+            Initiator::start(&key, local("a"), Some(expected), [1; NONCE_LEN]).expect("starts");
+        let (_, challenge) =
+            Responder::handle_hello(&key, local("b"), hello, [2; NONCE_LEN]).expect("answers");
+        assert_eq!(
+            initiator.handle_challenge(&challenge).map(|_| ()),
+            Err(HandshakeError::UnexpectedPeer {
+                expected,
+                actual: NodeId::from_name("b")
+            })
+        );
+    }
+
+    #[test]
+    fn keys_depend_on_secret_and_cluster_name() {
+        let tag = |keys: &ClusterKeys| hmac::sign(keys.heartbeat_key(), b"x").as_ref().to_vec();
+        let base = tag(&keys(b"s3cret"));
+        assert_eq!(base, tag(&keys(b"s3cret")));
+        assert_ne!(base, tag(&keys(b"other")));
+        assert_ne!(
+            base,
+            tag(&ClusterKeys::derive(
+                Some(&ClusterSecret(b"s3cret".to_vec())),
+                "staging"
+            ))
+        );
+        assert_ne!(base, tag(&ClusterKeys::derive(None, "prod")));
+        assert_ne!(
+            tag(&ClusterKeys::derive(None, "prod")),
+            tag(&ClusterKeys::derive(None, "staging"))
+        );
+        assert!(!format!("{:?}", ClusterSecret(b"s3cret".to_vec())).contains("s3cret"));
+    }
+
+    #[test]
+    fn malformed_handshake_messages_are_rejected() {
+        fn check(bytes: &[u8]) {
+            assert!(
+                matches!(
+                    HandshakeMessage::decode(bytes),
+                    Err(HandshakeError::Malformed(_))
+                ),
+                "{bytes:?}"
+            );
+        }
+        check(&[]);
+        check(&[9]);
+        check(&vec![0; HANDSHAKE_MESSAGE_LEN_MAX + 1]);
+        let mut trailing = HandshakeMessage::Proof(Proof {
+            proof: [0; PROOF_LEN],
+        })
+        .encode();
+        trailing.push(0);
+        check(&trailing);
+        let long_name = Hello {
+            protocol_version: 1,
+            partition_count: 1,
+            cluster_name: "c".repeat(65),
+            node_id: NodeId(1),
+            nonce: [0; NONCE_LEN],
+        };
+        check(&HandshakeMessage::Hello(long_name).encode());
+    }
+}
