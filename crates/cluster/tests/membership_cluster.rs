@@ -112,7 +112,13 @@ fn config() -> MembershipConfig {
 }
 
 impl Sim {
+    /// A simulation with PRNG `seed`, unless `MEMBERSHIP_SIM_SEED` names another (to explore or
+    /// to replay a failure reported by another run).
     fn new(seed: u64, conditions: Conditions) -> Sim {
+        let seed = std::env::var("MEMBERSHIP_SIM_SEED")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(seed);
         println!("simulation seed {seed}");
         Sim {
             seed,
@@ -504,6 +510,16 @@ fn a_stopped_node_is_out_of_every_view_in_under_a_second() {
         // The survivors still see each other.
         assert_eq!(sim.view(index), sim.ids(survivors));
     }
+    // Long after, the stopped node's phi on status pages is large but finite.
+    sim.run_for(60_000);
+    let stopped_member = sim.nodes[0]
+        .membership
+        .members()
+        .into_iter()
+        .find(|member| member.id == stopped_id);
+    assert!(stopped_member.is_some_and(|member| member.phi.is_finite()
+        && member.phi > 8.0
+        && member.state == MemberState::Down));
 }
 
 #[test]

@@ -7,6 +7,10 @@ use crate::membership::phi::{PhiDetector, PhiParams};
 use crate::membership::wire::{HeartbeatPayload, NodeAddresses, NodeLoad};
 use crate::node_id::{Incarnation, NodeId};
 
+/// The highest phi shown: past it the value only says "silent for very long", and a finite
+/// number keeps status pages and JSON encoders out of trouble (phi itself reaches infinity).
+pub const PHI_DISPLAY_MAX: f64 = 1_000.0;
+
 /// What this node believes about a member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemberState {
@@ -50,7 +54,7 @@ pub struct MemberInfo {
     pub state: MemberState,
     /// Why it is down, when it is.
     pub down_reason_opt: Option<DownReason>,
-    /// Current suspicion level (0 for this node itself).
+    /// Current suspicion level, at most [`PHI_DISPLAY_MAX`] (0 for this node itself).
     pub phi: f64,
     /// When its last heartbeat arrived (now for this node itself), in the caller's ms.
     pub last_heard_ms: u64,
@@ -218,11 +222,7 @@ impl Member {
             heartbeat_send_address: self.heartbeat_send_address,
             state: self.state,
             down_reason_opt: self.down_reason_opt,
-            phi: if self.is_in_view() {
-                self.detector.phi(params, now_ms)
-            } else {
-                f64::INFINITY
-            },
+            phi: self.detector.phi(params, now_ms).min(PHI_DISPLAY_MAX),
             last_heard_ms: self.detector.last_arrival_ms(),
             load: self.load,
             view_digest: self.view_digest,

@@ -28,7 +28,13 @@
 //! [`Membership::handle_datagram`], calls [`Membership::handle_tick`] at
 //! [`Membership::next_timeout_ms`], and after every call drains [`Membership::poll_transmit`] (to
 //! the socket) and [`Membership::poll_event`] (to the upper layers). Times are milliseconds of a
-//! monotonic clock; a time earlier than one already seen is taken as that one.
+//! monotonic clock; a time earlier than one already seen is taken as that one. The next timeout is
+//! never more than one heartbeat interval away, so a gap between inputs longer than the
+//! failure-detection time can only mean this node was not running: it is reported as
+//! [`MembershipEvent::SelfStalled`].
+//!
+//! Incarnations of one name must increase across restarts (wall-clock ms at start, raised above
+//! any persisted one): a lower incarnation than one already seen is rejected as stale.
 
 mod config;
 mod member;
@@ -42,7 +48,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 pub use self::config::{ConfigError, MembershipConfig};
-pub use self::member::{DownReason, MemberInfo, MemberState};
+pub use self::member::{DownReason, MemberInfo, MemberState, PHI_DISPLAY_MAX};
 pub use self::reject::{Malformed, Reject, RejectCounts, RejectReason};
 pub use self::wire::{NodeAddresses, NodeLoad};
 
