@@ -28,7 +28,8 @@ pub enum Op {
     },
     /// SET (Redis, with NX/XX/GET/EX/PX/EXAT/PXAT/KEEPTTL) and memcached set/add/replace/cas.
     ///
-    /// Replies `Written { cas }` on success; `ConditionNotMet` when NX/XX failed; `NotFound` or
+    /// Replies `Written { cas }` on success (`Ok` when the deadline is already past, which leaves
+    /// the key absent); `ConditionNotMet` when NX/XX failed; `NotFound` or
     /// `CasMismatch` for a failed CAS. With `return_old` the reply is instead the old value
     /// (`Bulk` or `Nil`, whether or not the write happened), or `WrongType` if the old value is a
     /// hash (and then nothing is written).
@@ -556,5 +557,99 @@ impl FromIterator<Mutation> for Mutations {
             mutations.push(mutation);
         }
         mutations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Change, ValueImage, Version};
+
+    fn round_trip<T>(value: &T) -> T
+    where
+        T: Serialize + for<'de> Deserialize<'de>,
+    {
+        let encoded = postcard::to_stdvec(value).expect("serializable");
+        postcard::from_bytes(&encoded).expect("deserializable")
+    }
+
+    #[test]
+    fn ops_replies_and_mutations_survive_the_relay_encoding() {
+        let key = Bytes::from_static(b"sess:1");
+        let ops = vec![
+            Op::Set {
+                key: key.clone(),
+                value: Bytes::from_static(b"v"),
+                expiry: SetExpiry::AtMs(5),
+                condition: SetCondition::IfCasEquals(9),
+                return_old: true,
+                flags: 3,
+            },
+            Op::HashSet {
+                key: key.clone(),
+                pairs: vec![(Bytes::from_static(b"f"), Bytes::new())],
+            },
+            Op::Scan {
+                start_position: 77,
+                count: 10,
+                pattern: Some(Bytes::from_static(b"s*")),
+                type_filter: Some(ValueType::Hash),
+            },
+            Op::FlushAll,
+        ];
+        for op in &ops {
+            assert_eq!(&round_trip(op), op);
+        }
+        let image = EntryImage {
+            value: ValueImage::Hash(vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]),
+            version: Version {
+                hlc: 1 << 20,
+                node: 2,
+            },
+            expire_at_ms: 0,
+            flags: 0,
+        };
+        let replies = vec![
+            Reply::Type(Some(ValueType::String)),
+            Reply::Error(StoreError::OutOfMemory {
+                max_memory_bytes: 10,
+            }),
+            Reply::Array(vec![Reply::Nil, Reply::Integer(-2)]),
+            Reply::Image(Box::new(image.clone())),
+            Reply::Scan(ScanPage {
+                keys: vec![key.clone()],
+                next_position: None,
+            }),
+        ];
+        for reply in &replies {
+            assert_eq!(&round_trip(reply), reply);
+        }
+        let mutation = Mutation {
+            db: 3,
+            key,
+            change: Change::Put(image),
+        };
+        assert_eq!(round_trip(&mutation), mutation);
+    }
+
+    #[test]
+    fn mutations_hold_two_inline_and_more_on_the_heap_in_order() {
+        let mutation = |db| Mutation {
+            db,
+            key: Bytes::new(),
+            change: Change::Delete {
+                version: Version { hlc: 1, node: 0 },
+            },
+        };
+        let mut mutations = Mutations::new();
+        assert!(mutations.is_empty());
+        for db in 0..5 {
+            mutations.push(mutation(db));
+            assert_eq!(mutations.len(), usize::from(db) + 1);
+        }
+        let dbs: Vec<u8> = mutations.iter().map(|m| m.db).collect();
+        assert_eq!(dbs, vec![0, 1, 2, 3, 4]);
+        let owned: Vec<u8> = mutations.into_iter().map(|m| m.db).collect();
+        assert_eq!(owned, vec![0, 1, 2, 3, 4]);
     }
 }
