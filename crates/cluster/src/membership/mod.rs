@@ -450,7 +450,7 @@ impl Membership {
     /// Leaves the cluster on purpose: queues a leave datagram to every member in the view and stops
     /// heartbeating. The members report this node down at once instead of after the detection time.
     pub fn leave(&mut self, now_ms: u64) {
-        let now_ms = self.observe_clock(now_ms);
+        self.observe_clock(now_ms);
         if self.left {
             return;
         }
@@ -460,7 +460,7 @@ impl Membership {
             .filter(|member| member.is_in_view())
             .map(|member| member.heartbeat_send_address)
             .collect();
-        if let Some(bytes) = self.build_datagram(MessageKind::Leave, now_ms) {
+        if let Some(bytes) = self.build_datagram(MessageKind::Leave) {
             for to in destinations {
                 self.stats.leaves_sent += 1;
                 self.push_transmit(Transmit {
@@ -627,7 +627,7 @@ impl Membership {
         if destinations.is_empty() {
             return;
         }
-        if let Some(bytes) = self.build_datagram(MessageKind::Heartbeat, now_ms) {
+        if let Some(bytes) = self.build_datagram(MessageKind::Heartbeat) {
             for to in destinations {
                 self.stats.heartbeats_sent += 1;
                 self.push_transmit(Transmit {
@@ -669,7 +669,7 @@ impl Membership {
         entries
     }
 
-    fn build_datagram(&mut self, kind: MessageKind, _now_ms: u64) -> Option<Bytes> {
+    fn build_datagram(&mut self, kind: MessageKind) -> Option<Bytes> {
         self.sequence += 1;
         let recently_dead = self
             .dead_list
