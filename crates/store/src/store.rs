@@ -235,4 +235,44 @@ mod tests {
         }
         assert_eq!(store.stats(), StoreStats::default());
     }
+
+    #[test]
+    fn threads_writing_to_different_partitions_keep_the_counters_exact() {
+        let store = std::sync::Arc::new(
+            Store::new(StoreConfig {
+                num_partitions: 16,
+                ..StoreConfig::default()
+            })
+            .expect("valid config"),
+        );
+        let threads: Vec<_> = (0..4)
+            .map(|thread| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for index in 0..1_000 {
+                        let key = Bytes::from(format!("t{thread}:k{index}"));
+                        let partition = store.partition_of(&key);
+                        let op = Op::Set {
+                            key,
+                            value: Bytes::from_static(b"value"),
+                            expiry: SetExpiry::Never,
+                            condition: SetCondition::Always,
+                            return_old: false,
+                            flags: 0,
+                        };
+                        store.partition(partition).execute(0, op, 1_000);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("writer thread panicked");
+        }
+        assert_eq!(store.num_keys(), 4_000);
+        let sum_of_partitions: u64 = (0..16).map(|p| store.partition(p).memory_bytes()).sum();
+        assert_eq!(store.memory_used_bytes(), sum_of_partitions);
+        // Statistics never take a partition lock, so they can be read while one is held.
+        let _guard = store.partition(3);
+        assert_eq!(store.stats().num_keys_per_db[0], 4_000);
+    }
 }
