@@ -131,10 +131,10 @@ pub(crate) fn put_checked(
         slot_cost_bytes(key_len, slot.as_ref()),
         slot_cost_bytes(key_len, Some(&new_slot)),
     )?;
-    let Slot::Live(entry) = &new_slot else {
-        unreachable!("built as Live above");
+    let change = match &new_slot {
+        Slot::Live(entry) => Change::Put(entry.image()),
+        Slot::Tombstone { version, .. } => Change::Delete { version: *version },
     };
-    let change = Change::Put(entry.image());
     *slot = Some(new_slot);
     Ok((version, change))
 }
@@ -202,32 +202,29 @@ impl Bucket {
     }
 
     fn push(&mut self, key_slot: KeySlot) {
-        match self {
-            Bucket::One(_) => {
-                let Bucket::One(first) = std::mem::replace(self, Bucket::Many(Vec::new())) else {
-                    return;
-                };
-                *self = Bucket::Many(vec![first, key_slot]);
+        *self = match std::mem::replace(self, Bucket::Many(Vec::new())) {
+            Bucket::One(first) => Bucket::Many(vec![first, key_slot]),
+            Bucket::Many(mut key_slots) => {
+                key_slots.push(key_slot);
+                Bucket::Many(key_slots)
             }
-            Bucket::Many(key_slots) => key_slots.push(key_slot),
-        }
+        };
     }
 
+    /// Removes the key slot at `index`; an emptied bucket is `Many(vec![])`, for the caller to drop.
     fn remove(&mut self, index: usize) -> KeySlot {
-        match self {
-            Bucket::One(_) => {
-                let Bucket::One(only) = std::mem::replace(self, Bucket::Many(Vec::new())) else {
-                    unreachable!("matched One above");
-                };
-                only
-            }
-            Bucket::Many(key_slots) => {
+        match std::mem::replace(self, Bucket::Many(Vec::new())) {
+            Bucket::One(only) => only,
+            Bucket::Many(mut key_slots) => {
                 let removed = key_slots.remove(index);
-                if key_slots.len() == 1
-                    && let Some(last) = key_slots.pop()
-                {
-                    *self = Bucket::One(last);
-                }
+                *self = match key_slots.pop() {
+                    Some(last) if key_slots.is_empty() => Bucket::One(last),
+                    Some(last) => {
+                        key_slots.push(last);
+                        Bucket::Many(key_slots)
+                    }
+                    None => Bucket::Many(key_slots),
+                };
                 removed
             }
         }

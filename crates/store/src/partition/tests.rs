@@ -1606,3 +1606,25 @@ fn scan_pages_come_in_position_order_and_honour_match_and_type() {
     );
     assert!(none.keys.is_empty());
 }
+
+#[test]
+fn a_bucket_holds_keys_sharing_a_scan_position_and_shrinks_back() {
+    use super::{Bucket, KeySlot, Slot};
+    let key_slot = |key: &str| KeySlot {
+        key: b(key),
+        slot: Slot::Tombstone {
+            version: Version { hlc: 1, node: 0 },
+            purge_at_ms: 0,
+        },
+    };
+    let mut bucket = Bucket::One(key_slot("a"));
+    bucket.push(key_slot("b"));
+    bucket.push(key_slot("c"));
+    assert_eq!(bucket.find(b"b"), Some(1));
+    assert_eq!(bucket.find(b"z"), None);
+    assert_eq!(bucket.remove(1).key, b("b"));
+    assert_eq!(bucket.remove(0).key, b("a"));
+    assert!(matches!(&bucket, Bucket::One(only) if only.key == b("c")));
+    assert_eq!(bucket.remove(0).key, b("c"));
+    assert!(bucket.is_empty());
+}
