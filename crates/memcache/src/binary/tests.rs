@@ -775,3 +775,77 @@ fn errors_are_answered_with_the_status_memcached_uses() {
         assert_eq!(status.code(), code, "{status:?}");
     }
 }
+
+#[test]
+fn each_error_has_memcacheds_status_and_only_skippable_ones_keep_the_connection() {
+    let header = RequestHeader::default();
+    let cases = [
+        (
+            BinaryError::BadMagic { header },
+            Status::InvalidArguments,
+            true,
+        ),
+        (
+            BinaryError::LengthsInconsistent { header },
+            Status::UnknownCommand,
+            true,
+        ),
+        (
+            BinaryError::KeyTooLong {
+                header,
+                max_key_bytes: 250,
+            },
+            Status::InvalidArguments,
+            true,
+        ),
+        (
+            BinaryError::InvalidArguments { header },
+            Status::InvalidArguments,
+            true,
+        ),
+        (
+            BinaryError::UnknownCommand {
+                header,
+                skipped: true,
+            },
+            Status::UnknownCommand,
+            false,
+        ),
+        (
+            BinaryError::UnknownCommand {
+                header,
+                skipped: false,
+            },
+            Status::UnknownCommand,
+            true,
+        ),
+        (
+            BinaryError::ValueTooLarge {
+                header,
+                value_bytes: 2,
+                max_value_bytes: 1,
+                skipped: true,
+            },
+            Status::ValueTooLarge,
+            false,
+        ),
+        (
+            BinaryError::ValueTooLarge {
+                header,
+                value_bytes: 2,
+                max_value_bytes: 1,
+                skipped: false,
+            },
+            Status::ValueTooLarge,
+            true,
+        ),
+    ];
+    for (error, status, closes) in cases {
+        assert_eq!(error.status(), status, "{error}");
+        assert_eq!(error.closes_connection(), closes, "{error}");
+        let packet_bytes = encoded(|out| encode_error(out, &error));
+        let (response, _, _, value) = response_parts(&packet_bytes);
+        assert_eq!(response.status, status.code());
+        assert_eq!(value, error.to_string().as_bytes());
+    }
+}

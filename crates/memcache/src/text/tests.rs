@@ -880,6 +880,16 @@ fn error_replies_use_memcached_words() {
             TextError::TooManyFlags,
             "CLIENT_ERROR options flags too long",
         ),
+        (
+            TextError::TooManyKeys {
+                max_keys_per_get: 256,
+            },
+            "CLIENT_ERROR too many keys (max-keys-per-get is 256)",
+        ),
+        (
+            TextError::Base64KeyUnsupported,
+            "CLIENT_ERROR base64 keys (b flag) are not supported",
+        ),
     ];
     for (error, expect) in cases {
         let mut out = BytesMut::new();
