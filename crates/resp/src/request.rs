@@ -88,6 +88,16 @@ impl RequestParser {
         matches!(self.state, State::Idle)
     }
 
+    /// Bytes of the partial request already consumed from the input (headers and complete
+    /// arguments the parser holds); 0 between requests and inside an inline line, whose
+    /// bytes stay in the input until its end arrives.
+    pub fn partial_request_bytes(&self) -> usize {
+        match &self.state {
+            State::Multibulk { wire_bytes, .. } => *wire_bytes,
+            State::Idle | State::Inline { .. } => 0,
+        }
+    }
+
     /// How many more bytes the partial request at the front of `input` needs at least, for
     /// the node to `reserve` before reading: the rest of the bulk string being waited for,
     /// else 0 (unknown; any read will do).

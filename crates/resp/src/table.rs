@@ -1912,3 +1912,455 @@ pub fn encode_help(topic: HelpTopic, encoder: &mut ReplyEncoder<'_>) {
     encoder.array_header(lines.len());
     lines.iter().for_each(|line| encoder.simple(line));
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::encode::ProtocolVersion;
+    use crate::frame::Frame;
+    use crate::limits::Limits;
+
+    /// Encodes with `write` in `version` and parses the reply back into one frame.
+    fn reply(version: ProtocolVersion, write: impl Fn(&mut ReplyEncoder<'_>)) -> Frame {
+        let mut out = BytesMut::new();
+        write(&mut ReplyEncoder::new(&mut out, version));
+        let frame = Frame::parse(&mut out, &Limits::default())
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("incomplete reply"));
+        assert!(out.is_empty(), "one reply, nothing after it");
+        frame
+    }
+
+    fn bulk(text: &str) -> Frame {
+        Frame::bulk(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    fn status(text: &str) -> Frame {
+        Frame::simple(Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    fn all_specs() -> impl Iterator<Item = &'static CommandSpec> {
+        COMMAND_TABLE
+            .iter()
+            .flat_map(|spec| std::iter::once(spec).chain(spec.subcommands))
+    }
+
+    #[test]
+    fn table_is_sorted_lowercase_and_unique() {
+        for pair in COMMAND_TABLE.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+        for spec in COMMAND_TABLE {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            assert_eq!(spec.full_name, spec.name);
+            for subcommand in spec.subcommands {
+                assert_eq!(
+                    subcommand.full_name,
+                    format!("{}|{}", spec.name, subcommand.name)
+                );
+                assert_eq!(subcommand.name, subcommand.name.to_ascii_lowercase());
+                assert!(
+                    subcommand.subcommands.is_empty(),
+                    "one level of subcommands"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_is_documented() {
+        for spec in all_specs() {
+            assert!(!spec.summary.is_empty(), "{}", spec.full_name);
+            assert!(!spec.since.is_empty(), "{}", spec.full_name);
+            assert!(!spec.complexity.is_empty(), "{}", spec.full_name);
+            assert!(spec.arity != 0, "{}", spec.full_name);
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_knows_full_names() {
+        assert_eq!(lookup(b"GET").map(|spec| spec.name), Some("get"));
+        assert_eq!(lookup(b"hGeTaLl").map(|spec| spec.name), Some("hgetall"));
+        assert!(lookup(b"lpush").is_none());
+        assert!(lookup(b"").is_none());
+        assert_eq!(
+            lookup_full_name(b"CLIENT|SetName").map(|spec| spec.full_name),
+            Some("client|setname")
+        );
+        assert_eq!(
+            lookup_full_name(b"client").map(|spec| spec.full_name),
+            Some("client")
+        );
+        assert!(lookup_full_name(b"client|list").is_none());
+        assert!(lookup_full_name(b"get|x").is_none());
+    }
+
+    #[test]
+    fn every_command_refuses_a_wrong_argument_count_with_its_full_name() {
+        let args_for = |spec: &CommandSpec, count: usize| -> Vec<Bytes> {
+            let mut args: Vec<Bytes> = spec
+                .full_name
+                .split('|')
+                .map(|part| Bytes::copy_from_slice(part.as_bytes()))
+                .collect();
+            args.resize(count, Bytes::from_static(b"x"));
+            args
+        };
+        let name_parts = |spec: &CommandSpec| spec.full_name.split('|').count();
+        for spec in all_specs() {
+            let minimum = usize::try_from(spec.arity.unsigned_abs()).unwrap_or(usize::MAX);
+            let mut wrong_counts = vec![minimum - 1];
+            if spec.arity > 0 {
+                wrong_counts.push(minimum + 1);
+            }
+            for count in wrong_counts {
+                if count < name_parts(spec) || count == 0 {
+                    continue;
+                }
+                assert_eq!(
+                    Command::parse(args_for(spec, count)).err(),
+                    Some(CommandError::WrongNumberOfArguments {
+                        command: spec.full_name
+                    }),
+                    "{} with {count} arguments",
+                    spec.full_name
+                );
+            }
+            assert!(spec.accepts_arg_count(minimum), "{}", spec.full_name);
+        }
+    }
+
+    #[test]
+    fn command_count_is_the_number_of_commands() {
+        for version in [ProtocolVersion::Resp2, ProtocolVersion::Resp3] {
+            assert_eq!(
+                reply(version, |encoder| encode_command_query(
+                    &CommandQuery::Count,
+                    encoder
+                )),
+                Frame::Integer(60)
+            );
+        }
+        assert_eq!(COMMAND_TABLE.len(), 60);
+    }
+
+    #[test]
+    fn command_info_has_redis_7_shape() {
+        let frame = reply(ProtocolVersion::Resp3, |encoder| {
+            encode_command_query(
+                &CommandQuery::Info {
+                    names: vec![Bytes::from_static(b"GET"), Bytes::from_static(b"nosuch")],
+                },
+                encoder,
+            )
+        });
+        let range_spec = |flags: [&str; 2], last: i64, step: i64| {
+            Frame::Map(vec![
+                (
+                    bulk("flags"),
+                    Frame::Set(flags.iter().map(|flag| status(flag)).collect()),
+                ),
+                (
+                    bulk("begin_search"),
+                    Frame::Map(vec![
+                        (bulk("type"), bulk("index")),
+                        (
+                            bulk("spec"),
+                            Frame::Map(vec![(bulk("index"), Frame::Integer(1))]),
+                        ),
+                    ]),
+                ),
+                (
+                    bulk("find_keys"),
+                    Frame::Map(vec![
+                        (bulk("type"), bulk("range")),
+                        (
+                            bulk("spec"),
+                            Frame::Map(vec![
+                                (bulk("lastkey"), Frame::Integer(last)),
+                                (bulk("keystep"), Frame::Integer(step)),
+                                (bulk("limit"), Frame::Integer(0)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ])
+        };
+        let expect = Frame::Array(vec![
+            Frame::Array(vec![
+                bulk("get"),
+                Frame::Integer(2),
+                Frame::Set(vec![status("readonly"), status("fast")]),
+                Frame::Integer(1),
+                Frame::Integer(1),
+                Frame::Integer(1),
+                Frame::Set(vec![status("@read"), status("@string"), status("@fast")]),
+                Frame::Set(vec![]),
+                Frame::Array(vec![range_spec(["RO", "access"], 0, 1)]),
+                Frame::Array(vec![]),
+            ]),
+            Frame::Null,
+        ]);
+        assert_eq!(frame, expect);
+
+        let mset = reply(ProtocolVersion::Resp3, |encoder| {
+            encode_command_info(lookup(b"mset"), encoder)
+        });
+        let Frame::Array(fields) = mset else {
+            panic!("COMMAND INFO entry is an array");
+        };
+        assert_eq!(
+            fields[3..6],
+            [Frame::Integer(1), Frame::Integer(-1), Frame::Integer(2)]
+        );
+        assert_eq!(
+            fields[8],
+            Frame::Array(vec![range_spec(["RW", "update"], -1, 2)])
+        );
+    }
+
+    #[test]
+    fn command_info_of_scripts_reports_movable_keys() {
+        let Frame::Array(fields) = reply(ProtocolVersion::Resp2, |encoder| {
+            encode_command_info(lookup(b"eval"), encoder)
+        }) else {
+            panic!("COMMAND INFO entry is an array");
+        };
+        assert_eq!(
+            fields[3..6],
+            [Frame::Integer(0), Frame::Integer(0), Frame::Integer(0)]
+        );
+        let Frame::Array(flags) = &fields[2] else {
+            panic!("flags are a set");
+        };
+        assert!(flags.contains(&status("movablekeys")));
+        let Frame::Array(key_specs) = &fields[8] else {
+            panic!("key specs are an array");
+        };
+        assert_eq!(key_specs.len(), 1);
+    }
+
+    #[test]
+    fn command_info_of_a_container_lists_its_subcommands() {
+        let Frame::Array(fields) = reply(ProtocolVersion::Resp3, |encoder| {
+            encode_command_info(lookup(b"client"), encoder)
+        }) else {
+            panic!("COMMAND INFO entry is an array");
+        };
+        let Frame::Array(subcommands) = &fields[9] else {
+            panic!("subcommands are an array");
+        };
+        assert_eq!(subcommands.len(), CLIENT_SUBCOMMANDS.len());
+        assert!(
+            matches!(&subcommands[0], Frame::Array(entry) if entry[0] == bulk("client|getname"))
+        );
+    }
+
+    /// Key-value pairs of a map, or of its RESP2 form, a flat array.
+    fn pairs(frame: &Frame) -> Vec<(&Frame, &Frame)> {
+        match frame {
+            Frame::Map(pairs) => pairs.iter().map(|(key, value)| (key, value)).collect(),
+            Frame::Array(flat) => {
+                assert!(flat.len() % 2 == 0, "a RESP2 map has an even length");
+                flat.chunks_exact(2)
+                    .map(|pair| (&pair[0], &pair[1]))
+                    .collect()
+            }
+            other => panic!("expected a map, got {other:?}"),
+        }
+    }
+
+    fn key_name(frame: &Frame) -> String {
+        match frame {
+            Frame::Bulk(text) => String::from_utf8_lossy(text).into_owned(),
+            other => panic!("map keys are bulk strings (redis-cli asserts it), got {other:?}"),
+        }
+    }
+
+    /// The checks redis-cli's `cliInitCommandHelpEntry` makes with `assert`.
+    fn assert_argument_shape(argument: &Frame) {
+        let mut has_name = false;
+        let mut has_type = false;
+        for (key, value) in pairs(argument) {
+            match key_name(key).as_str() {
+                "name" | "token" | "display_text" => {
+                    has_name |= key_name(key) == "name";
+                    assert!(matches!(value, Frame::Bulk(_)), "{value:?}");
+                }
+                "type" => {
+                    has_type = true;
+                    let kind = key_name(value);
+                    assert!(
+                        [
+                            "string",
+                            "integer",
+                            "double",
+                            "key",
+                            "pattern",
+                            "unix-time",
+                            "pure-token",
+                            "oneof",
+                            "block"
+                        ]
+                        .contains(&kind.as_str()),
+                        "{kind}"
+                    );
+                }
+                "flags" => {
+                    let (Frame::Set(flags) | Frame::Array(flags)) = value else {
+                        panic!("argument flags are a set, got {value:?}");
+                    };
+                    assert!(flags.iter().all(|flag| matches!(flag, Frame::Simple(_))));
+                }
+                "arguments" => {
+                    let Frame::Array(children) = value else {
+                        panic!("arguments are an array, got {value:?}");
+                    };
+                    children.iter().for_each(assert_argument_shape);
+                }
+                "key_spec_index" => assert!(matches!(value, Frame::Integer(0))),
+                other => panic!("unexpected argument field {other}"),
+            }
+        }
+        assert!(has_name && has_type, "{argument:?}");
+    }
+
+    fn assert_docs_shape(docs: &Frame) {
+        let mut seen = Vec::new();
+        for (key, value) in pairs(docs) {
+            let field = key_name(key);
+            match field.as_str() {
+                "summary" | "since" | "group" | "complexity" => {
+                    assert!(matches!(value, Frame::Bulk(_)), "{field}: {value:?}");
+                }
+                "arguments" => {
+                    let Frame::Array(arguments) = value else {
+                        panic!("arguments are an array (redis-cli asserts it), got {value:?}");
+                    };
+                    arguments.iter().for_each(assert_argument_shape);
+                }
+                "subcommands" => {
+                    for (name, subcommand_docs) in pairs(value) {
+                        assert!(key_name(name).contains('|'));
+                        assert_docs_shape(subcommand_docs);
+                    }
+                }
+                other => panic!("unexpected docs field {other}"),
+            }
+            seen.push(field);
+        }
+        for required in ["summary", "since", "group"] {
+            assert!(
+                seen.iter().any(|field| field == required),
+                "{required} missing"
+            );
+        }
+    }
+
+    #[test]
+    fn command_docs_has_the_shape_redis_cli_asserts_in_both_versions() {
+        for version in [ProtocolVersion::Resp2, ProtocolVersion::Resp3] {
+            let docs = reply(version, |encoder| {
+                encode_command_query(&CommandQuery::Docs { names: vec![] }, encoder)
+            });
+            let commands = pairs(&docs);
+            assert_eq!(commands.len(), COMMAND_TABLE.len(), "{version:?}");
+            for (name, command_docs) in commands {
+                assert!(lookup(key_name(name).as_bytes()).is_some());
+                assert_docs_shape(command_docs);
+            }
+        }
+    }
+
+    #[test]
+    fn command_docs_of_named_commands_skips_unknown_ones() {
+        let docs = reply(ProtocolVersion::Resp3, |encoder| {
+            encode_command_query(
+                &CommandQuery::Docs {
+                    names: vec![
+                        Bytes::from_static(b"set"),
+                        Bytes::from_static(b"nosuch"),
+                        Bytes::from_static(b"client|setname"),
+                    ],
+                },
+                encoder,
+            )
+        });
+        let names: Vec<String> = pairs(&docs)
+            .into_iter()
+            .map(|(name, _)| key_name(name))
+            .collect();
+        assert_eq!(names, ["set", "client|setname"]);
+        let set_docs = pairs(&docs)[0].1;
+        let summary = pairs(set_docs)
+            .into_iter()
+            .find(|(key, _)| key_name(key) == "summary")
+            .map(|(_, value)| value.clone());
+        assert_eq!(
+            summary,
+            Some(bulk(
+                "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist."
+            ))
+        );
+    }
+
+    #[test]
+    fn command_without_subcommand_lists_every_command_info() {
+        let Frame::Array(entries) = reply(ProtocolVersion::Resp2, |encoder| {
+            encode_command_query(&CommandQuery::All, encoder)
+        }) else {
+            panic!("COMMAND replies an array");
+        };
+        assert_eq!(entries.len(), COMMAND_TABLE.len());
+        let Frame::Array(info_entries) = reply(ProtocolVersion::Resp2, |encoder| {
+            encode_command_query(&CommandQuery::Info { names: vec![] }, encoder)
+        }) else {
+            panic!("COMMAND INFO replies an array");
+        };
+        assert_eq!(info_entries, entries);
+    }
+
+    #[test]
+    fn help_replies_are_arrays_of_status_lines() {
+        for topic in [
+            HelpTopic::Client,
+            HelpTopic::Command,
+            HelpTopic::Config,
+            HelpTopic::Script,
+        ] {
+            let Frame::Array(lines) = reply(ProtocolVersion::Resp3, |encoder| {
+                encode_help(topic, encoder)
+            }) else {
+                panic!("HELP replies an array");
+            };
+            assert_eq!(lines.len(), topic.lines().len());
+            assert!(lines.iter().all(|line| matches!(line, Frame::Simple(_))));
+            assert_eq!(lines.last(), Some(&status("    Print this help.")));
+        }
+    }
+
+    #[test]
+    fn flags_name_themselves_in_redis_order() {
+        let names: Vec<&str> = CONNECTION_SETUP.names().collect();
+        assert_eq!(
+            names,
+            [
+                "noscript",
+                "loading",
+                "stale",
+                "fast",
+                "no_auth",
+                "allow_busy"
+            ]
+        );
+        assert!(CONNECTION_SETUP.contains(FAST));
+        assert!(!CONNECTION_SETUP.contains(WRITE));
+    }
+}

@@ -240,3 +240,239 @@ pub(crate) fn parse_client_setinfo(mut args: Vec<Bytes>) -> Result<Command, Comm
 pub(crate) fn parse_client_help(_args: Vec<Bytes>) -> Result<Command, CommandError> {
     Ok(Command::Help(HelpTopic::Client))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::test_support::{b, check, check_error};
+
+    fn connection(command: ConnectionCommand) -> Command {
+        Command::Connection(command)
+    }
+
+    fn hello(
+        protocol_version_opt: Option<ProtocolVersion>,
+        credentials_opt: Option<(&str, &str)>,
+        client_name_opt: Option<&str>,
+    ) -> Command {
+        connection(ConnectionCommand::Hello(Hello {
+            protocol_version_opt,
+            credentials_opt: credentials_opt.map(|(username, password)| Credentials {
+                username: b(username),
+                password: b(password),
+            }),
+            client_name_opt: client_name_opt.map(b),
+        }))
+    }
+
+    fn client(command: ClientCommand) -> Command {
+        connection(ConnectionCommand::Client(command))
+    }
+
+    #[test]
+    fn ping_and_echo_parse() {
+        check(
+            "PING",
+            connection(ConnectionCommand::Ping { message_opt: None }),
+        );
+        check(
+            "PING hi",
+            connection(ConnectionCommand::Ping {
+                message_opt: Some(b("hi")),
+            }),
+        );
+        check_error(
+            "PING a b",
+            "ERR wrong number of arguments for 'ping' command",
+        );
+        check(
+            "ECHO \"a b\"",
+            connection(ConnectionCommand::Echo { message: b("a b") }),
+        );
+        check_error("ECHO", "ERR wrong number of arguments for 'echo' command");
+        check_error(
+            "ECHO a b",
+            "ERR wrong number of arguments for 'echo' command",
+        );
+    }
+
+    #[test]
+    fn hello_parses_its_version_and_options_in_any_order() {
+        check("HELLO", hello(None, None, None));
+        check("HELLO 3", hello(Some(ProtocolVersion::Resp3), None, None));
+        check("HELLO 2", hello(Some(ProtocolVersion::Resp2), None, None));
+        check(
+            "HELLO 3 AUTH default secret SETNAME app",
+            hello(
+                Some(ProtocolVersion::Resp3),
+                Some(("default", "secret")),
+                Some("app"),
+            ),
+        );
+        check(
+            "hello 2 setname app auth user pass",
+            hello(
+                Some(ProtocolVersion::Resp2),
+                Some(("user", "pass")),
+                Some("app"),
+            ),
+        );
+        check(
+            "HELLO 3 SETNAME a SETNAME b",
+            hello(Some(ProtocolVersion::Resp3), None, Some("b")),
+        );
+    }
+
+    #[test]
+    fn hello_errors_match_redis() {
+        check_error(
+            "HELLO three",
+            "ERR Protocol version is not an integer or out of range",
+        );
+        check_error("HELLO 4", "NOPROTO unsupported protocol version");
+        check_error("HELLO 1", "NOPROTO unsupported protocol version");
+        check_error("HELLO 4 FOO", "NOPROTO unsupported protocol version");
+        check_error(
+            "HELLO 3 AUTH user",
+            "ERR Syntax error in HELLO option 'AUTH'",
+        );
+        check_error(
+            "HELLO 3 SETNAME",
+            "ERR Syntax error in HELLO option 'SETNAME'",
+        );
+        check_error("HELLO 3 FOO", "ERR Syntax error in HELLO option 'FOO'");
+        check_error(
+            "HELLO 3 SETNAME \"a b\"",
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        );
+    }
+
+    #[test]
+    fn auth_takes_a_password_and_optionally_a_user() {
+        check(
+            "AUTH secret",
+            connection(ConnectionCommand::Auth {
+                username_opt: None,
+                password: b("secret"),
+            }),
+        );
+        check(
+            "AUTH user secret",
+            connection(ConnectionCommand::Auth {
+                username_opt: Some(b("user")),
+                password: b("secret"),
+            }),
+        );
+        check_error("AUTH a b c", "ERR syntax error");
+        check_error("AUTH", "ERR wrong number of arguments for 'auth' command");
+    }
+
+    #[test]
+    fn credentials_never_show_the_password_in_debug_output() {
+        let credentials = Credentials {
+            username: b("user"),
+            password: b("hunter2"),
+        };
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn select_checks_the_index_like_redis() {
+        check(
+            "SELECT 0",
+            connection(ConnectionCommand::Select { db_index: 0 }),
+        );
+        check(
+            "SELECT 15",
+            connection(ConnectionCommand::Select { db_index: 15 }),
+        );
+        check_error("SELECT -1", "ERR DB index is out of range");
+        check_error("SELECT x", "ERR value is not an integer or out of range");
+        check_error(
+            "SELECT 2147483648",
+            "ERR value is not an integer or out of range",
+        );
+        check_error(
+            "SELECT",
+            "ERR wrong number of arguments for 'select' command",
+        );
+    }
+
+    #[test]
+    fn quit_and_reset_parse() {
+        check("QUIT", connection(ConnectionCommand::Quit));
+        check("QUIT now", connection(ConnectionCommand::Quit));
+        check("RESET", connection(ConnectionCommand::Reset));
+        check_error(
+            "RESET x",
+            "ERR wrong number of arguments for 'reset' command",
+        );
+    }
+
+    #[test]
+    fn client_subcommands_parse() {
+        check(
+            "CLIENT SETNAME app",
+            client(ClientCommand::SetName { name: b("app") }),
+        );
+        check(
+            "client setname \"\"",
+            client(ClientCommand::SetName { name: b("") }),
+        );
+        check("CLIENT GETNAME", client(ClientCommand::GetName));
+        check("CLIENT ID", client(ClientCommand::Id));
+        check("CLIENT INFO", client(ClientCommand::Info));
+        check(
+            "CLIENT SETINFO LIB-NAME redis-py",
+            client(ClientCommand::SetInfo {
+                attribute: ClientInfoAttribute::LibraryName,
+                value: b("redis-py"),
+            }),
+        );
+        check(
+            "CLIENT SETINFO lib-ver 5.0.1",
+            client(ClientCommand::SetInfo {
+                attribute: ClientInfoAttribute::LibraryVersion,
+                value: b("5.0.1"),
+            }),
+        );
+        check("CLIENT HELP", Command::Help(HelpTopic::Client));
+    }
+
+    #[test]
+    fn client_errors_match_redis() {
+        check_error(
+            "CLIENT SETNAME \"a b\"",
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        );
+        check_error("CLIENT SETINFO foo bar", "ERR Unrecognized option 'foo'");
+        check_error(
+            "CLIENT SETINFO LIB-NAME \"a b\"",
+            "ERR LIB-NAME cannot contain spaces, newlines or special characters.",
+        );
+        check_error(
+            "CLIENT LIST",
+            "ERR unknown subcommand 'LIST'. Try CLIENT HELP.",
+        );
+        check_error(
+            "client kill x",
+            "ERR unknown subcommand 'kill'. Try CLIENT HELP.",
+        );
+        check_error(
+            "CLIENT",
+            "ERR wrong number of arguments for 'client' command",
+        );
+        check_error(
+            "CLIENT SETNAME",
+            "ERR wrong number of arguments for 'client|setname' command",
+        );
+        check_error(
+            "CLIENT ID x",
+            "ERR wrong number of arguments for 'client|id' command",
+        );
+        check_error(
+            "CLIENT SETINFO LIB-NAME",
+            "ERR wrong number of arguments for 'client|setinfo' command",
+        );
+    }
+}

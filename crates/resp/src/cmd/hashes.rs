@@ -196,3 +196,140 @@ pub(crate) fn parse_hincrby(mut args: Vec<Bytes>) -> Result<Command, CommandErro
         delta,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::test_support::{b, check, check_error};
+
+    fn pairs(flat: &[&str]) -> Pairs {
+        Pairs::from_flat(flat.iter().map(|text| b(text)).collect())
+            .unwrap_or_else(|| panic!("odd pairs {flat:?}"))
+    }
+
+    #[test]
+    fn hset_and_hmset_take_complete_pairs() {
+        check(
+            "HSET h f v",
+            Command::Hash(HashCommand::HSet {
+                key: b("h"),
+                fields_and_values: pairs(&["f", "v"]),
+            }),
+        );
+        check(
+            "HSET h f v f2 v2",
+            Command::Hash(HashCommand::HSet {
+                key: b("h"),
+                fields_and_values: pairs(&["f", "v", "f2", "v2"]),
+            }),
+        );
+        check(
+            "HMSET h f v",
+            Command::Hash(HashCommand::HMSet {
+                key: b("h"),
+                fields_and_values: pairs(&["f", "v"]),
+            }),
+        );
+        check_error(
+            "HSET h f",
+            "ERR wrong number of arguments for 'hset' command",
+        );
+        check_error(
+            "HSET h f v f2",
+            "ERR wrong number of arguments for 'hset' command",
+        );
+        check_error(
+            "HMSET h f v f2",
+            "ERR wrong number of arguments for 'hmset' command",
+        );
+    }
+
+    #[test]
+    fn hash_reads_parse() {
+        check(
+            "HGET h f",
+            Command::Hash(HashCommand::HGet {
+                key: b("h"),
+                field: b("f"),
+            }),
+        );
+        check(
+            "HMGET h a b",
+            Command::Hash(HashCommand::HMGet {
+                key: b("h"),
+                fields: vec![b("a"), b("b")],
+            }),
+        );
+        check(
+            "HGETALL h",
+            Command::Hash(HashCommand::HGetAll { key: b("h") }),
+        );
+        check(
+            "HEXISTS h f",
+            Command::Hash(HashCommand::HExists {
+                key: b("h"),
+                field: b("f"),
+            }),
+        );
+        check("HLEN h", Command::Hash(HashCommand::HLen { key: b("h") }));
+        check("HKEYS h", Command::Hash(HashCommand::HKeys { key: b("h") }));
+        check("HVALS h", Command::Hash(HashCommand::HVals { key: b("h") }));
+        check_error("HGET h", "ERR wrong number of arguments for 'hget' command");
+        check_error(
+            "HMGET h",
+            "ERR wrong number of arguments for 'hmget' command",
+        );
+        check_error(
+            "HGETALL",
+            "ERR wrong number of arguments for 'hgetall' command",
+        );
+        check_error(
+            "HEXISTS h",
+            "ERR wrong number of arguments for 'hexists' command",
+        );
+        check_error(
+            "HLEN h x",
+            "ERR wrong number of arguments for 'hlen' command",
+        );
+        check_error("HKEYS", "ERR wrong number of arguments for 'hkeys' command");
+        check_error("HVALS", "ERR wrong number of arguments for 'hvals' command");
+    }
+
+    #[test]
+    fn hash_writes_parse() {
+        check(
+            "HDEL h a b",
+            Command::Hash(HashCommand::HDel {
+                key: b("h"),
+                fields: vec![b("a"), b("b")],
+            }),
+        );
+        check(
+            "HINCRBY h f -3",
+            Command::Hash(HashCommand::HIncrBy {
+                key: b("h"),
+                field: b("f"),
+                delta: -3,
+            }),
+        );
+        check_error("HDEL h", "ERR wrong number of arguments for 'hdel' command");
+        check_error(
+            "HINCRBY h f x",
+            "ERR value is not an integer or out of range",
+        );
+        check_error(
+            "HINCRBY h f",
+            "ERR wrong number of arguments for 'hincrby' command",
+        );
+    }
+
+    #[test]
+    fn every_hash_command_names_its_key() {
+        let command = HashCommand::HIncrBy {
+            key: b("h"),
+            field: b("f"),
+            delta: 1,
+        };
+        assert_eq!(command.key(), &b("h"));
+    }
+}

@@ -305,3 +305,252 @@ pub(crate) fn parse_scan(mut args: Vec<Bytes>) -> Result<Command, CommandError> 
     }
     key(KeyCommand::Scan(scan))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::test_support::{b, check, check_error};
+
+    fn keys_of(names: &[&str]) -> Vec<Bytes> {
+        names.iter().map(|name| b(name)).collect()
+    }
+
+    fn expire(expiry: Expiry, conditions: ExpireConditions) -> Command {
+        Command::Key(KeyCommand::Expire {
+            key: b("k"),
+            expiry,
+            conditions,
+        })
+    }
+
+    fn scan(
+        cursor: u64,
+        pattern_opt: Option<&str>,
+        count_opt: Option<u64>,
+        type_opt: Option<ValueTypeFilter>,
+    ) -> Command {
+        Command::Key(KeyCommand::Scan(ScanCommand {
+            cursor,
+            pattern_opt: pattern_opt.map(b),
+            count_opt,
+            type_opt,
+        }))
+    }
+
+    #[test]
+    fn del_and_unlink_are_the_same_command() {
+        let del = Command::Key(KeyCommand::Del {
+            keys: keys_of(&["a", "b"]),
+        });
+        check("DEL a b", del.clone());
+        check("UNLINK a b", del);
+        check_error("DEL", "ERR wrong number of arguments for 'del' command");
+        check_error(
+            "UNLINK",
+            "ERR wrong number of arguments for 'unlink' command",
+        );
+    }
+
+    #[test]
+    fn exists_and_touch_keep_repeated_keys() {
+        check(
+            "EXISTS a a",
+            Command::Key(KeyCommand::Exists {
+                keys: keys_of(&["a", "a"]),
+            }),
+        );
+        check(
+            "TOUCH a",
+            Command::Key(KeyCommand::Touch {
+                keys: keys_of(&["a"]),
+            }),
+        );
+        check_error(
+            "EXISTS",
+            "ERR wrong number of arguments for 'exists' command",
+        );
+    }
+
+    #[test]
+    fn expire_family_parses_amounts_and_conditions() {
+        let none = ExpireConditions::default();
+        check("EXPIRE k 10", expire(Expiry::Seconds(10), none));
+        check("EXPIRE k -5", expire(Expiry::Seconds(-5), none));
+        check("EXPIRE k 0", expire(Expiry::Seconds(0), none));
+        check("PEXPIRE k 100", expire(Expiry::Milliseconds(100), none));
+        check(
+            "EXPIREAT k 1700000000",
+            expire(Expiry::UnixSeconds(1_700_000_000), none),
+        );
+        check(
+            "PEXPIREAT k 9223372036854775807",
+            expire(Expiry::UnixMilliseconds(i64::MAX), none),
+        );
+        check(
+            "EXPIRE k 10 nx",
+            expire(
+                Expiry::Seconds(10),
+                ExpireConditions {
+                    only_if_no_expiry: true,
+                    ..none
+                },
+            ),
+        );
+        check(
+            "EXPIRE k 10 XX GT",
+            expire(
+                Expiry::Seconds(10),
+                ExpireConditions {
+                    only_if_has_expiry: true,
+                    only_if_later: true,
+                    ..none
+                },
+            ),
+        );
+        check(
+            "PEXPIRE k 10 LT",
+            expire(
+                Expiry::Milliseconds(10),
+                ExpireConditions {
+                    only_if_earlier: true,
+                    ..none
+                },
+            ),
+        );
+    }
+
+    #[test]
+    fn expire_errors_match_redis() {
+        for line in [
+            "EXPIRE k 10 NX XX",
+            "EXPIRE k 10 NX GT",
+            "EXPIRE k 10 LT NX",
+        ] {
+            check_error(
+                line,
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            );
+        }
+        check_error(
+            "EXPIRE k 10 GT LT",
+            "ERR GT and LT options at the same time are not compatible",
+        );
+        check_error("EXPIRE k 10 FOO", "ERR Unsupported option FOO");
+        // Options are checked before the amount, as in Redis.
+        check_error("EXPIRE k x FOO", "ERR Unsupported option FOO");
+        check_error("EXPIRE k x", "ERR value is not an integer or out of range");
+        check_error(
+            "EXPIRE k 9223372036854776",
+            "ERR invalid expire time in 'expire' command",
+        );
+        check_error(
+            "EXPIRE k -9223372036854776",
+            "ERR invalid expire time in 'expire' command",
+        );
+        check_error(
+            "PEXPIRE k 9223372036854775807",
+            "ERR invalid expire time in 'pexpire' command",
+        );
+        check_error(
+            "EXPIREAT k 9223372036854775807",
+            "ERR invalid expire time in 'expireat' command",
+        );
+        check_error(
+            "EXPIRE k",
+            "ERR wrong number of arguments for 'expire' command",
+        );
+        check_error(
+            "PEXPIREAT k",
+            "ERR wrong number of arguments for 'pexpireat' command",
+        );
+    }
+
+    #[test]
+    fn single_key_commands_parse() {
+        check(
+            "TTL k",
+            Command::Key(KeyCommand::Ttl {
+                key: b("k"),
+                unit: TimeUnit::Seconds,
+            }),
+        );
+        check(
+            "PTTL k",
+            Command::Key(KeyCommand::Ttl {
+                key: b("k"),
+                unit: TimeUnit::Milliseconds,
+            }),
+        );
+        check(
+            "PERSIST k",
+            Command::Key(KeyCommand::Persist { key: b("k") }),
+        );
+        check("TYPE k", Command::Key(KeyCommand::Type { key: b("k") }));
+        check(
+            "RENAME a b",
+            Command::Key(KeyCommand::Rename {
+                key: b("a"),
+                new_key: b("b"),
+            }),
+        );
+        check(
+            "KEYS user:*",
+            Command::Key(KeyCommand::Keys {
+                pattern: b("user:*"),
+            }),
+        );
+        check_error("TTL", "ERR wrong number of arguments for 'ttl' command");
+        check_error(
+            "RENAME a",
+            "ERR wrong number of arguments for 'rename' command",
+        );
+        check_error("KEYS", "ERR wrong number of arguments for 'keys' command");
+        check_error(
+            "TYPE a b",
+            "ERR wrong number of arguments for 'type' command",
+        );
+    }
+
+    #[test]
+    fn scan_parses_its_options() {
+        check("SCAN 0", scan(0, None, None, None));
+        check(
+            "SCAN 17 MATCH user:* COUNT 100 TYPE string",
+            scan(17, Some("user:*"), Some(100), Some(ValueTypeFilter::String)),
+        );
+        check(
+            "scan 0 type ZSET count 5",
+            scan(0, None, Some(5), Some(ValueTypeFilter::SortedSet)),
+        );
+        check(
+            "SCAN 0 TYPE hash",
+            scan(0, None, None, Some(ValueTypeFilter::Hash)),
+        );
+        check(
+            "SCAN 0 TYPE foo",
+            scan(0, None, None, Some(ValueTypeFilter::Unknown)),
+        );
+        check(
+            "SCAN 18446744073709551615",
+            scan(u64::MAX, None, None, None),
+        );
+        check("SCAN 007", scan(7, None, None, None));
+        check("SCAN 0 MATCH a MATCH b", scan(0, Some("b"), None, None));
+    }
+
+    #[test]
+    fn scan_errors_match_redis() {
+        check_error("SCAN x", "ERR invalid cursor");
+        check_error("SCAN -1", "ERR invalid cursor");
+        check_error("SCAN 18446744073709551616", "ERR invalid cursor");
+        check_error("SCAN 0 COUNT 0", "ERR syntax error");
+        check_error("SCAN 0 COUNT -3", "ERR syntax error");
+        check_error(
+            "SCAN 0 COUNT x",
+            "ERR value is not an integer or out of range",
+        );
+        check_error("SCAN 0 MATCH", "ERR syntax error");
+        check_error("SCAN 0 FOO bar", "ERR syntax error");
+        check_error("SCAN", "ERR wrong number of arguments for 'scan' command");
+    }
+}

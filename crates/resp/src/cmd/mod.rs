@@ -388,3 +388,184 @@ impl<'a> Iterator for Keys<'a> {
         Some(key)
     }
 }
+
+/// Helpers for the data-driven command tests of every family.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use bytes::{Bytes, BytesMut};
+
+    use super::Command;
+    use crate::encode::{ProtocolVersion, ReplyEncoder};
+    use crate::limits::Limits;
+    use crate::request::{RequestParser, split_inline_args};
+
+    /// A `Bytes` from text, for expected values.
+    pub(crate) fn b(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    /// The arguments of a request written the way a person types it into `redis-cli`.
+    pub(crate) fn args(line: &str) -> Vec<Bytes> {
+        split_inline_args(&b(line)).unwrap_or_else(|error| panic!("{line:?}: {error}"))
+    }
+
+    /// The same request as a client library sends it, parsed back through the request
+    /// parser, so every case also runs the multibulk path.
+    fn args_through_multibulk(args: &[Bytes]) -> Vec<Bytes> {
+        let mut wire = BytesMut::new();
+        let mut encoder = ReplyEncoder::new(&mut wire, ProtocolVersion::Resp2);
+        encoder.array_header(args.len());
+        args.iter().for_each(|arg| encoder.bulk(arg));
+        let request = RequestParser::new()
+            .parse(&mut wire, &Limits::default())
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("incomplete request {args:?}"));
+        request.args
+    }
+
+    /// Parses `line` both as typed and as sent by a library, and compares with `expect`.
+    pub(crate) fn check(line: &str, expect: Command) {
+        let typed = args(line);
+        assert_eq!(
+            Command::parse(args_through_multibulk(&typed)),
+            Ok(expect.clone()),
+            "{line:?} sent as multibulk"
+        );
+        assert_eq!(Command::parse(typed), Ok(expect), "{line:?} typed inline");
+    }
+
+    /// Parses `line` and compares the error with the exact reply Redis 7 sends, in both
+    /// protocol versions (errors are the same line in RESP2 and RESP3).
+    pub(crate) fn check_error(line: &str, expect_reply_line: &str) {
+        let error = match Command::parse(args(line)) {
+            Ok(command) => panic!("{line:?} parsed as {command:?}"),
+            Err(error) => error,
+        };
+        for version in [ProtocolVersion::Resp2, ProtocolVersion::Resp3] {
+            let mut out = BytesMut::new();
+            ReplyEncoder::new(&mut out, version).error(error.reply_line());
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!("-{expect_reply_line}\r\n"),
+                "{line:?} in {version:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{args, b, check, check_error};
+    use super::*;
+
+    #[test]
+    fn names_are_case_insensitive() {
+        let get = Command::String(StringCommand::Get { key: b("k") });
+        check("get k", get.clone());
+        check("GeT k", get);
+    }
+
+    #[test]
+    fn unknown_commands_show_their_first_arguments_like_redis() {
+        check_error(
+            "FOO a b",
+            "ERR unknown command 'FOO', with args beginning with: 'a' 'b' ",
+        );
+        check_error(
+            "foo",
+            "ERR unknown command 'foo', with args beginning with: ",
+        );
+        check_error(
+            "LPUSH list x",
+            "ERR unknown command 'LPUSH', with args beginning with: 'list' 'x' ",
+        );
+        let long_name = "n".repeat(200);
+        check_error(
+            &long_name,
+            &format!(
+                "ERR unknown command '{}', with args beginning with: ",
+                "n".repeat(128)
+            ),
+        );
+        // The preview stops once 128 bytes are shown; each argument is cut to the room left.
+        let long_arg = "a".repeat(200);
+        check_error(
+            &format!("FOO {long_arg} b"),
+            &format!(
+                "ERR unknown command 'FOO', with args beginning with: '{}' ",
+                "a".repeat(128)
+            ),
+        );
+        check_error(
+            "FOO \"x\\r\\ny\"",
+            "ERR unknown command 'FOO', with args beginning with: 'x  y' ",
+        );
+    }
+
+    #[test]
+    fn an_empty_request_is_an_error_not_a_panic() {
+        assert_eq!(Command::parse(Vec::new()), Err(CommandError::Empty));
+    }
+
+    #[test]
+    fn keys_are_listed_in_argument_order_for_routing() {
+        let check_keys = |line: &str, expect: &[&str]| {
+            let command = Command::parse(args(line)).unwrap_or_else(|error| panic!("{error}"));
+            let keys: Vec<&Bytes> = command.keys().collect();
+            let expect: Vec<Bytes> = expect.iter().map(|key| b(key)).collect();
+            assert_eq!(keys, expect.iter().collect::<Vec<_>>(), "{line:?}");
+        };
+        check_keys("GET k", &["k"]);
+        check_keys("SET k v EX 10", &["k"]);
+        check_keys("MGET a b c", &["a", "b", "c"]);
+        check_keys("MSET a 1 b 2", &["a", "b"]);
+        check_keys("DEL a b", &["a", "b"]);
+        check_keys("RENAME a b", &["a", "b"]);
+        check_keys("HSET h f v", &["h"]);
+        check_keys("EVAL s 2 k1 k2 a1", &["k1", "k2"]);
+        check_keys("EVALSHA s 0 a1", &[]);
+        check_keys("PING", &[]);
+        check_keys("SCAN 0", &[]);
+        check_keys("CLIENT ID", &[]);
+    }
+
+    #[test]
+    fn expiries_convert_to_deadlines_with_the_nodes_clock() {
+        let now_unix_ms = 1_700_000_000_000;
+        assert_eq!(
+            Expiry::Seconds(10).deadline_unix_ms(now_unix_ms),
+            now_unix_ms + 10_000
+        );
+        assert_eq!(
+            Expiry::Milliseconds(5).deadline_unix_ms(now_unix_ms),
+            now_unix_ms + 5
+        );
+        assert_eq!(Expiry::UnixSeconds(7).deadline_unix_ms(now_unix_ms), 7_000);
+        assert_eq!(Expiry::UnixMilliseconds(7).deadline_unix_ms(now_unix_ms), 7);
+        assert_eq!(
+            Expiry::Seconds(-1).deadline_unix_ms(now_unix_ms),
+            now_unix_ms - 1000
+        );
+        assert!(Expiry::Seconds(1).is_relative());
+        assert!(!Expiry::UnixSeconds(1).is_relative());
+    }
+
+    #[test]
+    fn pairs_read_a_flat_list_two_by_two() {
+        assert!(Pairs::from_flat(vec![b("a")]).is_none());
+        let pairs = Pairs::from_flat(vec![b("a"), b("1"), b("b"), b("2")])
+            .unwrap_or_else(|| panic!("even length"));
+        assert_eq!(pairs.len(), 2);
+        assert!(!pairs.is_empty());
+        assert_eq!(
+            pairs.iter().collect::<Vec<_>>(),
+            vec![(&b("a"), &b("1")), (&b("b"), &b("2"))]
+        );
+        assert_eq!(pairs.firsts().collect::<Vec<_>>(), vec![&b("a"), &b("b")]);
+        assert_eq!(
+            pairs.clone().into_pairs().collect::<Vec<_>>(),
+            vec![(b("a"), b("1")), (b("b"), b("2"))]
+        );
+        assert_eq!(pairs.into_flat().len(), 4);
+    }
+}

@@ -127,3 +127,116 @@ pub(crate) fn parse_script_flush(args: Vec<Bytes>) -> Result<Command, CommandErr
 pub(crate) fn parse_script_help(_args: Vec<Bytes>) -> Result<Command, CommandError> {
     Ok(Command::Help(HelpTopic::Script))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::test_support::{args, b, check, check_error};
+
+    fn call(script_or_sha1: &str, keys_and_args: &[&str], num_keys: usize) -> ScriptCall {
+        ScriptCall {
+            script_or_sha1: b(script_or_sha1),
+            keys_and_args: keys_and_args.iter().map(|text| b(text)).collect(),
+            num_keys,
+        }
+    }
+
+    #[test]
+    fn eval_splits_keys_from_arguments() {
+        check(
+            "EVAL \"return 1\" 0",
+            Command::Scripting(ScriptingCommand::Eval(call("return 1", &[], 0))),
+        );
+        check(
+            "EVAL s 2 k1 k2 a1",
+            Command::Scripting(ScriptingCommand::Eval(call("s", &["k1", "k2", "a1"], 2))),
+        );
+        check(
+            "EVALSHA b70c2384248f88e6b75b9f89241a180f856ad852 1 sid_LOCK secret",
+            Command::Scripting(ScriptingCommand::EvalSha(call(
+                "b70c2384248f88e6b75b9f89241a180f856ad852",
+                &["sid_LOCK", "secret"],
+                1,
+            ))),
+        );
+        let Ok(Command::Scripting(ScriptingCommand::Eval(parsed))) =
+            Command::parse(args("EVAL s 2 k1 k2 a1 a2"))
+        else {
+            panic!("EVAL did not parse");
+        };
+        assert_eq!(parsed.keys(), &[b("k1"), b("k2")]);
+        assert_eq!(parsed.args(), &[b("a1"), b("a2")]);
+    }
+
+    #[test]
+    fn eval_errors_match_redis() {
+        check_error(
+            "EVAL s 3 k1 k2",
+            "ERR Number of keys can't be greater than number of args",
+        );
+        check_error(
+            "EVAL s 9223372036854775807",
+            "ERR Number of keys can't be greater than number of args",
+        );
+        check_error("EVAL s -1", "ERR Number of keys can't be negative");
+        check_error("EVALSHA s x", "ERR value is not an integer or out of range");
+        check_error("EVAL s", "ERR wrong number of arguments for 'eval' command");
+        check_error(
+            "EVALSHA",
+            "ERR wrong number of arguments for 'evalsha' command",
+        );
+    }
+
+    #[test]
+    fn script_subcommands_parse() {
+        check(
+            "SCRIPT LOAD \"return 1\"",
+            Command::Scripting(ScriptingCommand::ScriptLoad {
+                script: b("return 1"),
+            }),
+        );
+        check(
+            "SCRIPT EXISTS a b",
+            Command::Scripting(ScriptingCommand::ScriptExists {
+                sha1s: vec![b("a"), b("b")],
+            }),
+        );
+        let flush = |mode| Command::Scripting(ScriptingCommand::ScriptFlush { mode });
+        check("SCRIPT FLUSH", flush(FlushMode::Default));
+        check("SCRIPT FLUSH ASYNC", flush(FlushMode::Async));
+        check("script flush sync", flush(FlushMode::Sync));
+        check("SCRIPT HELP", Command::Help(HelpTopic::Script));
+    }
+
+    #[test]
+    fn script_errors_match_redis() {
+        check_error(
+            "SCRIPT FLUSH foo",
+            "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
+        );
+        check_error(
+            "SCRIPT FLUSH SYNC x",
+            "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
+        );
+        check_error(
+            "SCRIPT LOAD",
+            "ERR wrong number of arguments for 'script|load' command",
+        );
+        check_error(
+            "SCRIPT LOAD a b",
+            "ERR wrong number of arguments for 'script|load' command",
+        );
+        check_error(
+            "SCRIPT EXISTS",
+            "ERR wrong number of arguments for 'script|exists' command",
+        );
+        check_error(
+            "SCRIPT KILL",
+            "ERR unknown subcommand 'KILL'. Try SCRIPT HELP.",
+        );
+        check_error(
+            "SCRIPT",
+            "ERR wrong number of arguments for 'script' command",
+        );
+    }
+}

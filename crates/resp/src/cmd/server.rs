@@ -141,3 +141,131 @@ pub(crate) fn parse_flushall(args: Vec<Bytes>) -> Result<Command, CommandError> 
         mode: flush_mode(&args)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::test_support::{b, check, check_error};
+
+    fn server(command: ServerCommand) -> Command {
+        Command::Server(command)
+    }
+
+    #[test]
+    fn command_queries_parse() {
+        check("COMMAND", server(ServerCommand::Command(CommandQuery::All)));
+        check(
+            "COMMAND COUNT",
+            server(ServerCommand::Command(CommandQuery::Count)),
+        );
+        check(
+            "COMMAND DOCS",
+            server(ServerCommand::Command(CommandQuery::Docs { names: vec![] })),
+        );
+        check(
+            "command docs get client|setname",
+            server(ServerCommand::Command(CommandQuery::Docs {
+                names: vec![b("get"), b("client|setname")],
+            })),
+        );
+        check(
+            "COMMAND INFO get",
+            server(ServerCommand::Command(CommandQuery::Info {
+                names: vec![b("get")],
+            })),
+        );
+        check("COMMAND HELP", Command::Help(HelpTopic::Command));
+        check_error(
+            "COMMAND LIST",
+            "ERR unknown subcommand 'LIST'. Try COMMAND HELP.",
+        );
+        check_error(
+            "COMMAND COUNT x",
+            "ERR wrong number of arguments for 'command|count' command",
+        );
+    }
+
+    #[test]
+    fn info_dbsize_and_time_parse() {
+        check("INFO", server(ServerCommand::Info { sections: vec![] }));
+        check(
+            "INFO server clients",
+            server(ServerCommand::Info {
+                sections: vec![b("server"), b("clients")],
+            }),
+        );
+        check("DBSIZE", server(ServerCommand::DbSize));
+        check("TIME", server(ServerCommand::Time));
+        check_error(
+            "DBSIZE x",
+            "ERR wrong number of arguments for 'dbsize' command",
+        );
+        check_error("TIME x", "ERR wrong number of arguments for 'time' command");
+    }
+
+    #[test]
+    fn config_get_parses_and_other_config_subcommands_are_unknown() {
+        check(
+            "CONFIG GET save",
+            server(ServerCommand::ConfigGet {
+                patterns: vec![b("save")],
+            }),
+        );
+        check(
+            "config get save appendonly",
+            server(ServerCommand::ConfigGet {
+                patterns: vec![b("save"), b("appendonly")],
+            }),
+        );
+        check("CONFIG HELP", Command::Help(HelpTopic::Config));
+        check_error(
+            "CONFIG GET",
+            "ERR wrong number of arguments for 'config|get' command",
+        );
+        check_error(
+            "CONFIG SET a b",
+            "ERR unknown subcommand 'SET'. Try CONFIG HELP.",
+        );
+        check_error(
+            "CONFIG",
+            "ERR wrong number of arguments for 'config' command",
+        );
+    }
+
+    #[test]
+    fn flushes_parse_their_mode() {
+        check(
+            "FLUSHDB",
+            server(ServerCommand::FlushDb {
+                mode: FlushMode::Default,
+            }),
+        );
+        check(
+            "FLUSHDB ASYNC",
+            server(ServerCommand::FlushDb {
+                mode: FlushMode::Async,
+            }),
+        );
+        check(
+            "flushdb sync",
+            server(ServerCommand::FlushDb {
+                mode: FlushMode::Sync,
+            }),
+        );
+        check(
+            "FLUSHALL",
+            server(ServerCommand::FlushAll {
+                mode: FlushMode::Default,
+            }),
+        );
+        check(
+            "FLUSHALL ASYNC",
+            server(ServerCommand::FlushAll {
+                mode: FlushMode::Async,
+            }),
+        );
+        check_error("FLUSHDB foo", "ERR syntax error");
+        check_error("FLUSHDB ASYNC x", "ERR syntax error");
+        check_error("FLUSHALL foo", "ERR syntax error");
+    }
+}

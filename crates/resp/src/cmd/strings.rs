@@ -346,3 +346,261 @@ pub(crate) fn parse_decrby(mut args: Vec<Bytes>) -> Result<Command, CommandError
         delta,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::test_support::{b, check, check_error};
+
+    fn set(condition: SetCondition, ttl: TtlUpdate, returns_old_value: bool) -> Command {
+        Command::String(StringCommand::Set(SetCommand {
+            key: b("k"),
+            value: b("v"),
+            condition,
+            ttl,
+            returns_old_value,
+        }))
+    }
+
+    fn expire_at(expiry: Expiry) -> TtlUpdate {
+        TtlUpdate::Set(expiry)
+    }
+
+    #[test]
+    fn get_parses() {
+        check("GET k", Command::String(StringCommand::Get { key: b("k") }));
+        check_error("GET", "ERR wrong number of arguments for 'get' command");
+        check_error("GET a b", "ERR wrong number of arguments for 'get' command");
+    }
+
+    #[test]
+    fn set_parses_every_option() {
+        use SetCondition::{Always, IfAbsent, IfPresent};
+        check("SET k v", set(Always, TtlUpdate::Remove, false));
+        check("SET k v NX", set(IfAbsent, TtlUpdate::Remove, false));
+        check("set k v xx", set(IfPresent, TtlUpdate::Remove, false));
+        check("SET k v NX GET", set(IfAbsent, TtlUpdate::Remove, true));
+        check(
+            "SET k v EX 10",
+            set(Always, expire_at(Expiry::Seconds(10)), false),
+        );
+        check(
+            "SET k v PX 100",
+            set(Always, expire_at(Expiry::Milliseconds(100)), false),
+        );
+        check(
+            "SET k v EXAT 1700000000",
+            set(Always, expire_at(Expiry::UnixSeconds(1_700_000_000)), false),
+        );
+        check(
+            "SET k v PXAT 1700000000000",
+            set(
+                Always,
+                expire_at(Expiry::UnixMilliseconds(1_700_000_000_000)),
+                false,
+            ),
+        );
+        check("SET k v KEEPTTL", set(Always, TtlUpdate::Keep, false));
+        check(
+            "SET k v NX PX 30000",
+            set(IfAbsent, expire_at(Expiry::Milliseconds(30_000)), false),
+        );
+        check(
+            "SET k v EX 10 EX 20",
+            set(Always, expire_at(Expiry::Seconds(20)), false),
+        );
+        check(
+            "SET k v GET XX EX 5",
+            set(IfPresent, expire_at(Expiry::Seconds(5)), true),
+        );
+        check(
+            "SET k v PXAT 9223372036854775807",
+            set(Always, expire_at(Expiry::UnixMilliseconds(i64::MAX)), false),
+        );
+        check(
+            "SET k v EXAT 9223372036854775",
+            set(
+                Always,
+                expire_at(Expiry::UnixSeconds(9_223_372_036_854_775)),
+                false,
+            ),
+        );
+    }
+
+    #[test]
+    fn set_refuses_conflicting_or_incomplete_options() {
+        for line in [
+            "SET k v NX XX",
+            "SET k v XX NX",
+            "SET k v EX 10 PX 10",
+            "SET k v KEEPTTL EX 10",
+            "SET k v EX 10 KEEPTTL",
+            "SET k v EX",
+            "SET k v PERSIST",
+            "SET k v FOO",
+            // Option conflicts are found before amounts are parsed, as in Redis.
+            "SET k v EX abc NX XX",
+        ] {
+            check_error(line, "ERR syntax error");
+        }
+        check_error("SET k", "ERR wrong number of arguments for 'set' command");
+    }
+
+    #[test]
+    fn set_refuses_invalid_expire_times() {
+        for line in [
+            "SET k v EX 0",
+            "SET k v EX -1",
+            "SET k v PX 0",
+            "SET k v EXAT 0",
+            "SET k v EX 9223372036854775807",
+            "SET k v EX 9223372036854776",
+            "SET k v EXAT 9223372036854776",
+            "SET k v PX 9223372036854775807",
+        ] {
+            check_error(line, "ERR invalid expire time in 'set' command");
+        }
+        check_error(
+            "SET k v EX abc",
+            "ERR value is not an integer or out of range",
+        );
+        check_error(
+            "SET k v EX 1.5",
+            "ERR value is not an integer or out of range",
+        );
+    }
+
+    #[test]
+    fn setex_psetex_and_getset_are_sets() {
+        use SetCondition::Always;
+        check(
+            "SETEX k 10 v",
+            set(Always, expire_at(Expiry::Seconds(10)), false),
+        );
+        check(
+            "PSETEX k 100 v",
+            set(Always, expire_at(Expiry::Milliseconds(100)), false),
+        );
+        check("GETSET k v", set(Always, TtlUpdate::Remove, true));
+        check_error("SETEX k 0 v", "ERR invalid expire time in 'setex' command");
+        check_error("SETEX k x v", "ERR value is not an integer or out of range");
+        check_error(
+            "SETEX k 10",
+            "ERR wrong number of arguments for 'setex' command",
+        );
+        check_error(
+            "PSETEX k -5 v",
+            "ERR invalid expire time in 'psetex' command",
+        );
+        check_error(
+            "GETSET k",
+            "ERR wrong number of arguments for 'getset' command",
+        );
+    }
+
+    #[test]
+    fn setnx_parses() {
+        check(
+            "SETNX k v",
+            Command::String(StringCommand::SetNx {
+                key: b("k"),
+                value: b("v"),
+            }),
+        );
+        check_error(
+            "SETNX k",
+            "ERR wrong number of arguments for 'setnx' command",
+        );
+    }
+
+    #[test]
+    fn getex_parses_its_ttl_change() {
+        let getex = |ttl| Command::String(StringCommand::GetEx { key: b("k"), ttl });
+        check("GETEX k", getex(TtlUpdate::Keep));
+        check("GETEX k PERSIST", getex(TtlUpdate::Remove));
+        check("GETEX k EX 5", getex(expire_at(Expiry::Seconds(5))));
+        check(
+            "getex k pxat 5",
+            getex(expire_at(Expiry::UnixMilliseconds(5))),
+        );
+        check_error("GETEX k PX 5 PERSIST", "ERR syntax error");
+        check_error("GETEX k PERSIST EX 5", "ERR syntax error");
+        check_error("GETEX k NX", "ERR syntax error");
+        check_error("GETEX k KEEPTTL", "ERR syntax error");
+        check_error("GETEX k GET", "ERR syntax error");
+        check_error("GETEX k EX 0", "ERR invalid expire time in 'getex' command");
+        check_error("GETEX", "ERR wrong number of arguments for 'getex' command");
+    }
+
+    #[test]
+    fn multi_key_string_commands_parse() {
+        check(
+            "GETDEL k",
+            Command::String(StringCommand::GetDel { key: b("k") }),
+        );
+        check(
+            "MGET a b c",
+            Command::String(StringCommand::MGet {
+                keys: vec![b("a"), b("b"), b("c")],
+            }),
+        );
+        check_error("MGET", "ERR wrong number of arguments for 'mget' command");
+        let pairs = Pairs::from_flat(vec![b("a"), b("1"), b("b"), b("2")])
+            .unwrap_or_else(|| panic!("even"));
+        check(
+            "MSET a 1 b 2",
+            Command::String(StringCommand::MSet {
+                keys_and_values: pairs,
+            }),
+        );
+        check_error(
+            "MSET a 1 b",
+            "ERR wrong number of arguments for 'mset' command",
+        );
+        check_error("MSET a", "ERR wrong number of arguments for 'mset' command");
+    }
+
+    #[test]
+    fn append_and_strlen_parse() {
+        check(
+            "APPEND k v",
+            Command::String(StringCommand::Append {
+                key: b("k"),
+                value: b("v"),
+            }),
+        );
+        check(
+            "STRLEN k",
+            Command::String(StringCommand::StrLen { key: b("k") }),
+        );
+        check_error(
+            "APPEND k",
+            "ERR wrong number of arguments for 'append' command",
+        );
+    }
+
+    #[test]
+    fn counters_become_incrby() {
+        let incrby = |delta| Command::String(StringCommand::IncrBy { key: b("k"), delta });
+        check("INCR k", incrby(1));
+        check("DECR k", incrby(-1));
+        check("INCRBY k 5", incrby(5));
+        check("INCRBY k -5", incrby(-5));
+        check("DECRBY k 5", incrby(-5));
+        check("DECRBY k 9223372036854775807", incrby(-i64::MAX));
+        check_error("INCRBY k x", "ERR value is not an integer or out of range");
+        check_error(
+            "INCRBY k 9223372036854775808",
+            "ERR value is not an integer or out of range",
+        );
+        check_error(
+            "DECRBY k -9223372036854775808",
+            "ERR decrement would overflow",
+        );
+        check_error("INCR", "ERR wrong number of arguments for 'incr' command");
+        check_error(
+            "DECRBY k",
+            "ERR wrong number of arguments for 'decrby' command",
+        );
+    }
+}
