@@ -368,6 +368,9 @@ pub enum ExpireCondition {
     IfGreater,
     /// LT: only if the new deadline is less than the current one.
     IfLess,
+    /// XX and LT together: only if the key has an expiry and the new deadline is less. (XX with
+    /// GT needs no variant of its own: GT already fails on a key without expiry.)
+    IfHasExpiryAndLess,
 }
 
 /// Which end memcached append/prepend adds to.

@@ -41,6 +41,9 @@ fn expire_condition_holds(
             (Some(_), None) => false,
             (Some(current), Some(new)) => new < current,
         },
+        ExpireCondition::IfHasExpiryAndLess => {
+            current.is_some() && expire_condition_holds(ExpireCondition::IfLess, current, new)
+        }
     }
 }
 

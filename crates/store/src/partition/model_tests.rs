@@ -168,6 +168,7 @@ impl Model {
                     ExpireCondition::IfHasExpiry => current != 0,
                     ExpireCondition::IfGreater => current != 0 && new > current,
                     ExpireCondition::IfLess => current == 0 || new < current,
+                    ExpireCondition::IfHasExpiryAndLess => current != 0 && new < current,
                 };
                 if !holds {
                     return Reply::Integer(0);
@@ -387,6 +388,7 @@ fn condition_strategy() -> impl Strategy<Value = ExpireCondition> {
         Just(ExpireCondition::IfHasExpiry),
         Just(ExpireCondition::IfGreater),
         Just(ExpireCondition::IfLess),
+        Just(ExpireCondition::IfHasExpiryAndLess),
     ]
 }
 
