@@ -1,0 +1,108 @@
+//! Fuzzes the RESP request path: arbitrary bytes, delivered in reads of a size the input
+//! picks, go through the request parser and `Command::parse` as on a connection. Nothing may
+//! panic, no request may exceed the limits, the parser may never hold more than one request's
+//! worth of bytes, every error must encode to exactly one line, and the same bytes read as a
+//! RESP frame must re-encode to something that parses again.
+
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use resp::table::{encode_command_query, encode_help};
+use resp::{Command, Frame, Limits, ProtocolVersion, ReplyEncoder, RequestParser, ServerCommand};
+
+/// Small limits, so the fuzzer reaches them with short inputs.
+const SMALL_LIMITS: Limits = Limits {
+    max_request_bytes: 512,
+    max_args: 8,
+    max_bulk_bytes: 64,
+    max_inline_bytes: 96,
+};
+
+/// The longest header line the parser may hold while waiting for its CR.
+const MAX_HEADER_BYTES: usize = 23;
+
+/// Checks that an error line encodes to one protocol line whatever client bytes it quotes.
+fn assert_one_error_line(line: String, version: ProtocolVersion) {
+    let mut out = BytesMut::new();
+    ReplyEncoder::new(&mut out, version).error(line);
+    assert_eq!(out.iter().filter(|&&byte| byte == b'\n').count(), 1);
+    assert_eq!(out.iter().filter(|&&byte| byte == b'\r').count(), 1);
+    assert!(out.ends_with(b"\r\n"));
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the limits, the protocol version and the size of the reads.
+    let Some((&seed, input)) = data.split_first() else {
+        return;
+    };
+    let limits = if seed & 1 == 0 {
+        Limits::BEFORE_AUTH
+    } else {
+        SMALL_LIMITS
+    };
+    let version = if seed & 2 == 0 {
+        ProtocolVersion::Resp2
+    } else {
+        ProtocolVersion::Resp3
+    };
+    let read_bytes = usize::from(seed >> 2).max(1);
+
+    let mut parser = RequestParser::new();
+    let mut buffer = BytesMut::new();
+    let mut replies = BytesMut::new();
+    'connection: for read in input.chunks(read_bytes) {
+        buffer.extend_from_slice(read);
+        loop {
+            match parser.parse(&mut buffer, &limits) {
+                Ok(Some(request)) => {
+                    assert!(!request.args.is_empty());
+                    assert!(request.args.len() <= limits.max_args);
+                    assert!(request.wire_bytes <= limits.max_request_bytes);
+                    match Command::parse(request.args) {
+                        Ok(command) => {
+                            assert!(command.keys().count() <= limits.max_args);
+                            let mut encoder = ReplyEncoder::new(&mut replies, version);
+                            match &command {
+                                Command::Server(ServerCommand::Command(query)) => {
+                                    encode_command_query(query, &mut encoder);
+                                }
+                                Command::Help(topic) => encode_help(*topic, &mut encoder),
+                                _ => {}
+                            }
+                            // Keep memory flat over a long input.
+                            replies.clear();
+                        }
+                        Err(error) => assert_one_error_line(error.reply_line(), version),
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    assert_one_error_line(error.reply_line(), version);
+                    break 'connection;
+                }
+            }
+        }
+        assert!(
+            parser.partial_request_bytes() + buffer.len()
+                <= limits.max_request_bytes + MAX_HEADER_BYTES
+        );
+    }
+
+    let mut frame_input = BytesMut::from(input);
+    let before = frame_input.len();
+    match Frame::parse(&mut frame_input, &limits) {
+        Ok(Some(frame)) => {
+            assert!(before - frame_input.len() <= limits.max_request_bytes);
+            let mut encoded = BytesMut::new();
+            frame.encode(&mut encoded, version);
+            assert!(matches!(
+                Frame::parse(&mut encoded, &Limits::default()),
+                Ok(Some(_))
+            ));
+            assert!(encoded.is_empty());
+        }
+        Ok(None) => assert_eq!(frame_input.len(), before),
+        Err(error) => assert_one_error_line(error.reply_line(), version),
+    }
+});
