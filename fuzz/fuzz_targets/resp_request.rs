@@ -32,7 +32,8 @@ fn assert_one_error_line(line: String, version: ProtocolVersion) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the limits, the protocol version and the size of the reads.
+    // The first byte picks the limits (fixed, or changing at every read as when a connection
+    // authenticates or is reset), the protocol version and the size of the reads.
     let Some((&seed, input)) = data.split_first() else {
         return;
     };
@@ -41,27 +42,38 @@ fuzz_target!(|data: &[u8]| {
     } else {
         SMALL_LIMITS
     };
+    let limits_by_read = if seed & 4 == 0 {
+        [limits, limits]
+    } else {
+        [Limits::BEFORE_AUTH, SMALL_LIMITS]
+    };
+    // Part of a request may have been read under either, so it is held to the larger.
+    let max_request_bytes = limits_by_read[0]
+        .max_request_bytes
+        .max(limits_by_read[1].max_request_bytes);
+    let max_args = limits_by_read[0].max_args.max(limits_by_read[1].max_args);
     let version = if seed & 2 == 0 {
         ProtocolVersion::Resp2
     } else {
         ProtocolVersion::Resp3
     };
-    let read_bytes = usize::from(seed >> 2).max(1);
+    let read_bytes = usize::from(seed >> 3).max(1);
 
     let mut parser = RequestParser::new();
     let mut buffer = BytesMut::new();
     let mut replies = BytesMut::new();
-    'connection: for read in input.chunks(read_bytes) {
+    'connection: for (read_index, read) in input.chunks(read_bytes).enumerate() {
+        let limits = limits_by_read[read_index % 2];
         buffer.extend_from_slice(read);
         loop {
             match parser.parse(&mut buffer, &limits) {
                 Ok(Some(request)) => {
                     assert!(!request.args.is_empty());
-                    assert!(request.args.len() <= limits.max_args);
-                    assert!(request.wire_bytes <= limits.max_request_bytes);
+                    assert!(request.args.len() <= max_args);
+                    assert!(request.wire_bytes <= max_request_bytes);
                     match Command::parse(request.args) {
                         Ok(command) => {
-                            assert!(command.keys().count() <= limits.max_args);
+                            assert!(command.keys().count() <= max_args);
                             let mut encoder = ReplyEncoder::new(&mut replies, version);
                             match &command {
                                 Command::Server(ServerCommand::Command(query)) => {
@@ -84,8 +96,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert!(
-            parser.partial_request_bytes() + buffer.len()
-                <= limits.max_request_bytes + MAX_HEADER_BYTES
+            parser.partial_request_bytes() + buffer.len() <= max_request_bytes + MAX_HEADER_BYTES
         );
     }
 

@@ -278,11 +278,14 @@ fn measure(
                     });
                 }
                 let elements = if matches!(type_byte, b'%' | b'|') {
-                    count * 2
+                    count.saturating_mul(2)
                 } else {
                     count
                 };
-                check_total(next.saturating_add(elements * MIN_FRAME_BYTES), limits)?;
+                check_total(
+                    next.saturating_add(elements.saturating_mul(MIN_FRAME_BYTES)),
+                    limits,
+                )?;
                 let mut position = next;
                 for _ in 0..elements {
                     match measure(input, position, limits, depth + 1)? {
@@ -411,7 +414,7 @@ fn decode(bytes: &Bytes, position: &mut usize) -> Result<Frame, ProtocolError> {
                     Frame::Map(pairs)
                 }
                 b'|' => {
-                    for _ in 0..count * 2 {
+                    for _ in 0..count.saturating_mul(2) {
                         decode(bytes, position)?;
                     }
                     decode(bytes, position)?

@@ -296,7 +296,10 @@ fn parse_inline(
     let max_line_bytes = limits.max_inline_bytes.min(limits.max_request_bytes);
     // A line of max_line_bytes plus CR LF is the longest allowed; search no further.
     let search_end = input.len().min(max_line_bytes.saturating_add(2));
-    let Some(offset) = input[*searched_bytes..search_end]
+    // The limits may have shrunk since the last call (a connection back to its
+    // pre-authentication limits), leaving the part already searched beyond the new end.
+    let search_start = (*searched_bytes).min(search_end);
+    let Some(offset) = input[search_start..search_end]
         .iter()
         .position(|&byte| byte == b'\n')
     else {
@@ -306,7 +309,7 @@ fn parse_inline(
         *searched_bytes = search_end;
         return Ok(InlineOutcome::Incomplete);
     };
-    let line_feed = *searched_bytes + offset;
+    let line_feed = search_start + offset;
     let line_len = if line_feed > 0 && input[line_feed - 1] == b'\r' {
         line_feed - 1
     } else {
@@ -729,6 +732,23 @@ mod tests {
                 max_request_bytes: 40,
             },
         );
+    }
+
+    #[test]
+    fn limits_may_shrink_in_the_middle_of_a_request() {
+        let mut parser = RequestParser::new();
+        let mut buffer = BytesMut::from(&vec![b'a'; 60][..]);
+        assert_eq!(parser.parse(&mut buffer, &Limits::default()), Ok(None));
+        assert_eq!(
+            parser.parse(&mut buffer, &limits_small()),
+            Err(ProtocolError::TooBigInlineRequest)
+        );
+        let mut parser = RequestParser::new();
+        let mut buffer = BytesMut::from(&vec![b'a'; 20][..]);
+        assert_eq!(parser.parse(&mut buffer, &Limits::default()), Ok(None));
+        buffer.extend_from_slice(b" b\r\n");
+        let request = parser.parse(&mut buffer, &limits_small());
+        assert!(matches!(request, Ok(Some(Request { ref args, .. })) if args.len() == 2));
     }
 
     #[test]

@@ -28,24 +28,40 @@ fn config() -> ProptestConfig {
 /// Feeds `chunks` one after another, taking out every complete request after each, and
 /// checks the bounds after every step. Returns the requests and the first error.
 fn feed(chunks: &[Vec<u8>], limits: &Limits) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+    feed_with_changing_limits(chunks, std::slice::from_ref(limits))
+}
+
+/// [`feed`], with the limits of each read taken in turn from `limits_by_read`, as when a
+/// connection authenticates (larger limits) or is reset (smaller ones). A request is held to
+/// the largest of the limits, since part of it may have been read under those.
+fn feed_with_changing_limits(
+    chunks: &[Vec<u8>],
+    limits_by_read: &[Limits],
+) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {
+    let largest = |limit_of: fn(&Limits) -> usize| {
+        limits_by_read
+            .iter()
+            .map(limit_of)
+            .max()
+            .unwrap_or_default()
+    };
+    let max_request_bytes = largest(|limits| limits.max_request_bytes);
+    let max_args = largest(|limits| limits.max_args);
+    let max_arg_bytes = largest(|limits| limits.max_bulk_bytes.max(limits.max_inline_bytes));
+    let max_bulk_bytes = largest(|limits| limits.max_bulk_bytes);
     let mut parser = RequestParser::new();
     let mut input = BytesMut::new();
     let mut requests = Vec::new();
-    for chunk in chunks {
+    for (index, chunk) in chunks.iter().enumerate() {
+        let limits = &limits_by_read[index % limits_by_read.len()];
         input.extend_from_slice(chunk);
         loop {
             match parser.parse(&mut input, limits) {
                 Ok(Some(request)) => {
                     assert!(!request.args.is_empty());
-                    assert!(request.args.len() <= limits.max_args);
-                    assert!(request.wire_bytes <= limits.max_request_bytes);
-                    assert!(
-                        request
-                            .args
-                            .iter()
-                            .all(|arg| arg.len() <= limits.max_bulk_bytes
-                                || arg.len() <= limits.max_inline_bytes)
-                    );
+                    assert!(request.args.len() <= max_args);
+                    assert!(request.wire_bytes <= max_request_bytes);
+                    assert!(request.args.iter().all(|arg| arg.len() <= max_arg_bytes));
                     requests.push(request.args);
                 }
                 Ok(None) => break,
@@ -56,11 +72,11 @@ fn feed(chunks: &[Vec<u8>], limits: &Limits) -> (Vec<Vec<Bytes>>, Option<Protoco
         // within the request limit (plus at most one header line it cannot judge yet).
         let held_bytes = parser.partial_request_bytes() + input.len();
         assert!(
-            held_bytes <= limits.max_request_bytes + MAX_HEADER_BYTES,
+            held_bytes <= max_request_bytes + MAX_HEADER_BYTES,
             "holds {held_bytes} bytes"
         );
         assert!(
-            parser.bytes_needed_hint(&input) <= limits.max_bulk_bytes + 2,
+            parser.bytes_needed_hint(&input) <= max_bulk_bytes + 2,
             "hint beyond the bulk limit"
         );
     }
@@ -148,6 +164,22 @@ proptest! {
     ) {
         let bytes = pieces.concat();
         feed(&chunked(&bytes, &cuts), &SMALL_LIMITS);
+    }
+
+    #[test]
+    fn limits_changing_between_reads_never_panic_nor_exceed_the_largest(
+        pieces in vec(prop_oneof![
+            Just(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".to_vec()),
+            Just(b"*1\r\n$70\r\n".to_vec()),
+            Just(b"PING ".to_vec()),
+            Just(b"\r\n".to_vec()),
+            vec(any::<u8>(), 0..100),
+        ], 0..20),
+        cuts in vec(any::<usize>(), 0..10),
+    ) {
+        let bytes = pieces.concat();
+        feed_with_changing_limits(&chunked(&bytes, &cuts), &[SMALL_LIMITS, Limits::BEFORE_AUTH]);
+        feed_with_changing_limits(&chunked(&bytes, &cuts), &[Limits::BEFORE_AUTH, SMALL_LIMITS]);
     }
 
     #[test]
