@@ -160,8 +160,8 @@ fn find_line_end(
 ) -> Result<Option<(usize, usize)>, ProtocolError> {
     let available = input.get(start..).unwrap_or_default();
     let searched = &available[..available.len().min(max_line_bytes.saturating_add(1))];
+    // The search stops one byte past the longest allowed line, so a CR found is in bounds.
     match searched.iter().position(|&byte| byte == b'\r') {
-        Some(offset) if offset > max_line_bytes => Err(too_long),
         Some(offset) => {
             let carriage_return = start + offset;
             match input.get(carriage_return + 1) {
