@@ -1,3 +1,252 @@
-//! The tokio wiring of an scd node: listeners, connections, peer links, relay, timers.
+//! The tokio wiring of an scd node: listeners, client connections, routing, background tasks.
+//!
+//! [`run`] takes a [`NodeConfig`](config::NodeConfig), already-bound [`Listeners`] and a shutdown
+//! future, and serves until the future resolves. Tests start nodes in-process this way (with a
+//! [`ManualClock`](clock::ManualClock) to move time without sleeping); the `scd` binary does the same
+//! with the system clock and the SIGTERM/SIGINT handler.
 
 #![deny(missing_docs, unreachable_pub)]
+
+mod admin_source;
+pub mod alloc;
+pub mod clock;
+pub mod config;
+mod expiry;
+mod listeners;
+mod log;
+mod pending;
+mod resp;
+mod router;
+mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+pub use listeners::{BindError, Listeners};
+use store::{Store, StoreConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::NodeConfig;
+use crate::state::{BoundAddresses, NodeCounters, NodeState};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration was refused by the store (nothing was started).
+    #[error("invalid configuration: {0}")]
+    Config(#[from] store::StoreError),
+    /// A listener could not be handed to the runtime (nothing was started).
+    #[error("cannot use the {what} listener: {source}")]
+    Listener {
+        /// Which listener.
+        what: &'static str,
+        /// What the runtime said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs a node with the system clock until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    run_with_clock(config, listeners, Arc::new(SystemClock), shutdown).await
+}
+
+/// Runs a node with the given clock until `shutdown` resolves, then stops accepting, closes every
+/// client connection and returns.
+pub async fn run_with_clock(
+    config: NodeConfig,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let store = Arc::new(Store::new(StoreConfig {
+        num_partitions: config.num_partitions,
+        max_memory_bytes: config.max_memory_bytes,
+        max_value_bytes: config.max_value_bytes,
+        node_id: cluster::node_id::NodeId::from_name(&config.name).0,
+        ..StoreConfig::default()
+    })?);
+    let addresses = BoundAddresses {
+        client: listeners.client_addr(),
+        memcached_opt: listeners.memcached_addr(),
+        peer: listeners.peer_addr(),
+        admin_opt: listeners.admin_addr(),
+    };
+    let command_stats = Arc::new(admin::CommandStats::new(state::command_stat_names()));
+    let metrics = Arc::new(admin::Metrics::new(Arc::clone(&command_stats)));
+    let node = Arc::new(NodeState {
+        router: router::Router::new(Arc::clone(&store), Arc::clone(&clock)),
+        config,
+        addresses,
+        clock,
+        store,
+        metrics,
+        command_stats,
+        counters: NodeCounters::default(),
+        next_client_id: AtomicU64::new(1),
+        started_at: Instant::now(),
+        run_id: state::new_run_id(),
+        shutdown: CancellationToken::new(),
+        stopping: AtomicBool::new(false),
+    });
+
+    let to_tokio = |what: &'static str, listener: std::net::TcpListener| {
+        tokio::net::TcpListener::from_std(listener)
+            .map_err(|source| NodeError::Listener { what, source })
+    };
+    let client_listener = to_tokio("client", listeners.client)?;
+    let memcached_listener_opt = listeners
+        .memcached_opt
+        .map(|listener| to_tokio("memcached", listener))
+        .transpose()?;
+    let admin_listener_opt = listeners
+        .admin_opt
+        .map(|listener| to_tokio("admin", listener))
+        .transpose()?;
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(accept_clients(
+        Arc::clone(&node),
+        client_listener,
+        ClientProtocol::Resp,
+        tasks.clone(),
+    ));
+    if let Some(listener) = memcached_listener_opt {
+        // The memcached front end comes with its own change; until then the port stays closed.
+        drop(listener);
+        tracing::warn!("--memcached is not served by this build yet");
+    }
+    tasks.spawn(expiry::sweep_forever(Arc::clone(&node)));
+    if let Some(listener) = admin_listener_opt {
+        let admin_state = admin_source::admin_state(&node);
+        let stop = node.shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) =
+                admin::serve(listener, admin_state, async move { stop.cancelled().await }).await
+            {
+                tracing::error!(%error, "admin server stopped");
+            }
+        });
+    }
+    tracing::info!(
+        name = %node.config.name,
+        client = %node.addresses.client,
+        memcached = ?node.addresses.memcached_opt,
+        admin = ?node.addresses.admin_opt,
+        "scd node serving"
+    );
+
+    shutdown.await;
+    node.stopping.store(true, Ordering::SeqCst);
+    node.shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!(name = %node.config.name, "scd node stopped");
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ClientProtocol {
+    Resp,
+}
+
+/// Accepts client connections until shutdown: refuses hosts outside `--allow` (closing at once and
+/// logging why) and connections beyond `--max-clients` (with an error line, as Redis does).
+async fn accept_clients(
+    node: Arc<NodeState>,
+    listener: tokio::net::TcpListener,
+    protocol: ClientProtocol,
+    tasks: TaskTracker,
+) {
+    let not_allowed_log = log::RateLimited::new();
+    let accept_error_log = log::RateLimited::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = node.shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                if accept_error_log.allow() {
+                    tracing::warn!(%error, ?protocol, "accepting a client connection failed");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !node.config.is_allowed(peer.ip()) {
+            NodeCounters::add(&node.counters.connections_rejected_not_allowed, 1);
+            node.metrics
+                .client_connections_rejected
+                .inc(admin::ConnectionRejectReason::NotAllowed);
+            if not_allowed_log.allow() {
+                tracing::warn!(%peer, ?protocol, "refused a connection from a host outside --allow");
+            }
+            drop(stream);
+            continue;
+        }
+        let current = node
+            .counters
+            .connections_current
+            .fetch_add(1, Ordering::SeqCst);
+        if current >= node.config.max_clients as u64 {
+            node.counters
+                .connections_current
+                .fetch_sub(1, Ordering::SeqCst);
+            NodeCounters::add(&node.counters.connections_rejected_max_clients, 1);
+            node.metrics
+                .client_connections_rejected
+                .inc(admin::ConnectionRejectReason::MaxClients);
+            let refusal: &'static [u8] = match protocol {
+                ClientProtocol::Resp => b"-ERR max number of clients reached\r\n",
+            };
+            tasks.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = stream.write_all(refusal).await;
+            });
+            continue;
+        }
+        NodeCounters::add(&node.counters.connections_received, 1);
+        node.metrics.client_connections_accepted.inc();
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(node.addresses.client);
+        let connection_node = Arc::clone(&node);
+        tasks.spawn(async move {
+            let _guard = ConnectionGuard(Arc::clone(&connection_node));
+            match protocol {
+                ClientProtocol::Resp => {
+                    let session = resp::session::Session::new(
+                        connection_node.next_client_id(),
+                        peer,
+                        local,
+                        &connection_node.config,
+                    );
+                    resp::conn::serve(connection_node, stream, session).await;
+                }
+            }
+        });
+    }
+}
+
+/// Counts a connection out when its task ends, however it ends.
+struct ConnectionGuard(Arc<NodeState>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0
+            .counters
+            .connections_current
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+}

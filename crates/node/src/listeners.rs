@@ -1,0 +1,195 @@
+//! The sockets a node listens on, bound before the node starts so that a port in use is reported at
+//! once and names the flag that chose it. Tests bind port 0 and read the addresses back.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::NodeConfig;
+
+/// Listen backlog for TCP listeners: a burst of web workers connecting at once must not be refused.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Receive buffer of the heartbeat socket: room for a burst from a large cluster while the
+/// membership thread is busy.
+const HEARTBEAT_RECEIVE_BUFFER_BYTES: usize = 1 << 20;
+
+/// A socket that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} ({flag}): {source}{hint}")]
+pub struct BindError {
+    /// The command-line flag that chose the address.
+    pub flag: &'static str,
+    /// The address.
+    pub address: SocketAddr,
+    /// What the operating system said.
+    #[source]
+    pub source: std::io::Error,
+    /// A hint for the common cases.
+    pub hint: &'static str,
+}
+
+/// The bound sockets of a node. All are non-blocking, ready for tokio (the heartbeat socket is
+/// switched back to blocking by the membership thread that owns it).
+#[derive(Debug)]
+pub struct Listeners {
+    /// RESP listener.
+    pub client: TcpListener,
+    /// memcached listener, when configured.
+    pub memcached_opt: Option<TcpListener>,
+    /// Peer link listener.
+    pub peer: TcpListener,
+    /// Heartbeat socket, on the peer address.
+    pub heartbeat: UdpSocket,
+    /// Admin HTTP listener, when configured.
+    pub admin_opt: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address of `config`. The heartbeat socket takes the port the peer listener got,
+    /// so a peer address with port 0 (tests) yields one port for both.
+    pub fn bind(config: &NodeConfig) -> Result<Listeners, BindError> {
+        let client = bind_tcp("--client", config.client_addr)?;
+        let memcached_opt = config
+            .memcached_addr_opt
+            .map(|address| bind_tcp("--memcached", address))
+            .transpose()?;
+        let peer = bind_tcp("--peer", config.peer_addr)?;
+        let peer_address = peer.local_addr().map_err(|source| BindError {
+            flag: "--peer",
+            address: config.peer_addr,
+            source,
+            hint: "",
+        })?;
+        let heartbeat = bind_udp("--peer", peer_address)?;
+        let admin_opt = config
+            .admin_addr_opt
+            .map(|address| bind_tcp("--admin", address))
+            .transpose()?;
+        Ok(Listeners {
+            client,
+            memcached_opt,
+            peer,
+            heartbeat,
+            admin_opt,
+        })
+    }
+
+    /// The address the RESP listener actually got.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The address the peer listener (and heartbeat socket) actually got.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The address the memcached listener actually got, when there is one.
+    pub fn memcached_addr(&self) -> Option<SocketAddr> {
+        self.memcached_opt
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("bound"))
+    }
+
+    /// The address the admin listener actually got, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_opt
+            .as_ref()
+            .map(|listener| listener.local_addr().expect("bound"))
+    }
+}
+
+fn hint_for(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program, perhaps another scd or a redis-server, already listens there; \
+             choose another port)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => " (no local interface has that address)",
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        _ => "",
+    }
+}
+
+fn bind_tcp(flag: &'static str, address: SocketAddr) -> Result<TcpListener, BindError> {
+    let attempt = || -> std::io::Result<TcpListener> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        // A restarted node must get its port back while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    attempt().map_err(|source| BindError {
+        flag,
+        address,
+        hint: hint_for(&source),
+        source,
+    })
+}
+
+fn bind_udp(flag: &'static str, address: SocketAddr) -> Result<UdpSocket, BindError> {
+    let attempt = || -> std::io::Result<UdpSocket> {
+        let socket = Socket::new(
+            Domain::for_address(address),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        socket.set_reuse_address(true)?;
+        // Best effort: the kernel may cap it, which only matters for very large clusters.
+        let _ = socket.set_recv_buffer_size(HEARTBEAT_RECEIVE_BUFFER_BYTES);
+        socket.bind(&address.into())?;
+        Ok(socket.into())
+    };
+    attempt().map_err(|source| BindError {
+        flag,
+        address,
+        hint: hint_for(&source),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback_config() -> NodeConfig {
+        let mut config = NodeConfig::with_name("bind-test");
+        config.client_addr = "127.0.0.1:0".parse().unwrap();
+        config.peer_addr = "127.0.0.1:0".parse().unwrap();
+        config.admin_addr_opt = Some("127.0.0.1:0".parse().unwrap());
+        config.memcached_addr_opt = Some("127.0.0.1:0".parse().unwrap());
+        config
+    }
+
+    #[test]
+    fn heartbeat_socket_shares_the_peer_port() {
+        let listeners = Listeners::bind(&loopback_config()).unwrap();
+        assert_eq!(
+            listeners.heartbeat.local_addr().unwrap(),
+            listeners.peer_addr()
+        );
+        assert!(listeners.memcached_addr().is_some());
+        assert!(listeners.admin_addr().is_some());
+    }
+
+    #[test]
+    fn a_port_in_use_names_its_flag() {
+        let first = Listeners::bind(&loopback_config()).unwrap();
+        let mut config = loopback_config();
+        config.client_addr = first.client_addr();
+        let error = Listeners::bind(&config).unwrap_err().to_string();
+        assert!(error.contains("(--client)"), "{error}");
+        assert!(error.contains("already listens there"), "{error}");
+    }
+}

@@ -1,0 +1,313 @@
+//! One RESP client connection: read, split into requests, run them, write the replies in order.
+//!
+//! Pipelining is the fast path: every complete request in the input is run before the replies are
+//! written with one `write` call. A reply that is not known at once (a relayed command, a write
+//! waiting for its backups) is queued, and the replies after it wait behind it so the order holds.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use resp::{Command, ProtocolVersion, ReplyEncoder, RequestParser};
+use store::Reply;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::dispatch::{Dispatched, dispatch};
+use super::reply::{self, Shape};
+use super::session::Session;
+use crate::pending::{BoxFuture, Pending};
+use crate::state::{NodeCounters, NodeState, resp_command_index};
+
+/// Room kept free in the input buffer before each read.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Replies are written once this many bytes are waiting, even mid-pipeline, so a long pipeline
+/// of large values does not pile up in memory.
+const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
+/// A buffer that grew past this for one large request is replaced by a small one when empty, so
+/// idle connections do not each keep megabytes.
+const BUFFER_KEEP_BYTES: usize = 64 * 1024;
+
+/// A reply that comes after one not yet known.
+enum Queued {
+    /// Encoded bytes.
+    Bytes(BytesMut),
+    /// A store reply to encode in a shape.
+    Store {
+        reply: BoxFuture<Reply>,
+        shape: Shape,
+        protocol: ProtocolVersion,
+        stat: Stat,
+    },
+    /// A reply that encodes itself.
+    Encoded {
+        bytes: BoxFuture<BytesMut>,
+        stat: Stat,
+    },
+}
+
+/// What to record in the command statistics once a queued reply is known.
+#[derive(Clone, Copy)]
+struct Stat {
+    command_index: usize,
+    started: Instant,
+}
+
+/// Serves one RESP connection until the client leaves, sends QUIT, breaks the protocol, or the
+/// node shuts down.
+pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut session: Session) {
+    let mut parser = RequestParser::new();
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut queue: VecDeque<Queued> = VecDeque::new();
+    loop {
+        // Run every complete request in the input.
+        let mut close = false;
+        loop {
+            let limits = session.limits(&state.config);
+            match parser.parse(&mut input, &limits) {
+                Ok(Some(request)) => {
+                    run_request(
+                        &state,
+                        &mut session,
+                        request.into_args(),
+                        &mut output,
+                        &mut queue,
+                    );
+                    if session.closing {
+                        close = true;
+                        break;
+                    }
+                    if output.len() >= OUTPUT_FLUSH_BYTES
+                        && queue.is_empty()
+                        && write_output(&state, &mut stream, &mut output)
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // The input is out of step with request boundaries: answer and close.
+                    tracing::debug!(client = %session.peer, %error, "protocol error; closing the connection");
+                    NodeCounters::add(&state.counters.error_replies, 1);
+                    let line = error.reply_line();
+                    let target = target_buffer(&mut output, &mut queue);
+                    ReplyEncoder::new(target, session.protocol).error(line);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if drain_queue(&state, &mut queue, &mut output).await.is_err()
+            || write_output(&state, &mut stream, &mut output)
+                .await
+                .is_err()
+            || close
+        {
+            return;
+        }
+        shrink(&mut output);
+        if input.is_empty() {
+            shrink(&mut input);
+        }
+        // Read more: at least what the request being read still needs, when that is known.
+        let wanted = parser.bytes_needed_hint(&input).max(READ_CHUNK_BYTES);
+        if input.capacity() - input.len() < wanted / 2 {
+            input.reserve(wanted);
+        }
+        let read = tokio::select! {
+            read = stream.read_buf(&mut input) => read,
+            () = state.shutdown.cancelled() => return,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(bytes) => NodeCounters::add(&state.counters.net_input_bytes, bytes as u64),
+        }
+    }
+}
+
+/// Where a reply known now goes: straight to the output, or behind the queued replies.
+fn target_buffer<'a>(
+    output: &'a mut BytesMut,
+    queue: &'a mut VecDeque<Queued>,
+) -> &'a mut BytesMut {
+    if queue.is_empty() {
+        return output;
+    }
+    if !matches!(queue.back(), Some(Queued::Bytes(_))) {
+        queue.push_back(Queued::Bytes(BytesMut::new()));
+    }
+    match queue.back_mut() {
+        Some(Queued::Bytes(bytes)) => bytes,
+        _ => unreachable!("a Bytes entry was pushed just above"),
+    }
+}
+
+fn run_request(
+    state: &Arc<NodeState>,
+    session: &mut Session,
+    args: Vec<bytes::Bytes>,
+    output: &mut BytesMut,
+    queue: &mut VecDeque<Queued>,
+) {
+    let started = Instant::now();
+    NodeCounters::add(&state.counters.commands_processed, 1);
+    let command_index_opt = args.first().and_then(|name| resp_command_index(name));
+    session.last_command_at = started;
+    if let Some(index) = command_index_opt {
+        session.last_command = resp::table::COMMAND_TABLE[index].name;
+    }
+    let protocol = session.protocol;
+
+    // Before AUTH only the commands flagged no-auth run (AUTH, HELLO, QUIT, RESET).
+    if !session.authenticated {
+        let allowed = command_index_opt.is_some_and(|index| {
+            resp::table::COMMAND_TABLE[index]
+                .flags
+                .contains(resp::table::CommandFlags::NO_AUTH)
+        });
+        if !allowed {
+            NodeCounters::add(&state.counters.error_replies, 1);
+            state
+                .metrics
+                .client_errors
+                .inc(admin::ClientErrorKind::Auth);
+            ReplyEncoder::new(target_buffer(output, queue), protocol)
+                .error("NOAUTH Authentication required.");
+            return;
+        }
+    }
+
+    let command = match Command::parse(args) {
+        Ok(command) => command,
+        Err(error) => {
+            NodeCounters::add(&state.counters.error_replies, 1);
+            ReplyEncoder::new(target_buffer(output, queue), protocol).error(error.reply_line());
+            if let Some(index) = command_index_opt {
+                state.command_stats.record(index, elapsed_ns(started), true);
+            }
+            return;
+        }
+    };
+    // Unknown commands were refused by the parser, so the index is known from here on.
+    let command_index = command_index_opt.unwrap_or(0);
+    let stat = Stat {
+        command_index,
+        started,
+    };
+    let dispatched = dispatch(state, session, command, target_buffer(output, queue));
+    match dispatched {
+        Dispatched::Written => {
+            state
+                .command_stats
+                .record(command_index, elapsed_ns(started), false)
+        }
+        Dispatched::Store(Pending::Ready(reply), shape) => {
+            let is_error = matches!(reply, Reply::Error(_));
+            if is_error {
+                note_store_error(state, &reply);
+            }
+            reply::encode(
+                &reply,
+                shape,
+                &mut ReplyEncoder::new(target_buffer(output, queue), protocol),
+            );
+            state
+                .command_stats
+                .record(command_index, elapsed_ns(started), is_error);
+        }
+        Dispatched::Store(Pending::Later(reply), shape) => {
+            queue.push_back(Queued::Store {
+                reply,
+                shape,
+                protocol,
+                stat,
+            });
+        }
+        Dispatched::Encoded(bytes) => queue.push_back(Queued::Encoded { bytes, stat }),
+    }
+}
+
+fn note_store_error(state: &NodeState, reply: &Reply) {
+    NodeCounters::add(&state.counters.error_replies, 1);
+    if let Reply::Error(error) = reply {
+        match error {
+            store::StoreError::OutOfMemory { .. } => {
+                state.metrics.client_errors.inc(admin::ClientErrorKind::Oom)
+            }
+            store::StoreError::ValueTooLarge { .. }
+            | store::StoreError::KeyTooLarge { .. }
+            | store::StoreError::TooManyHashFields { .. } => state
+                .metrics
+                .client_errors
+                .inc(admin::ClientErrorKind::Limit),
+            _ => {}
+        }
+    }
+}
+
+fn elapsed_ns(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Waits for the queued replies in order and appends them to the output.
+async fn drain_queue(
+    state: &NodeState,
+    queue: &mut VecDeque<Queued>,
+    output: &mut BytesMut,
+) -> Result<(), ()> {
+    while let Some(queued) = queue.pop_front() {
+        match queued {
+            Queued::Bytes(bytes) => output.extend_from_slice(&bytes),
+            Queued::Store {
+                reply,
+                shape,
+                protocol,
+                stat,
+            } => {
+                let reply = reply.await;
+                let is_error = matches!(reply, Reply::Error(_));
+                if is_error {
+                    note_store_error(state, &reply);
+                }
+                reply::encode(&reply, shape, &mut ReplyEncoder::new(output, protocol));
+                state
+                    .command_stats
+                    .record(stat.command_index, elapsed_ns(stat.started), is_error);
+            }
+            Queued::Encoded { bytes, stat } => {
+                let bytes = bytes.await;
+                let is_error = bytes.first() == Some(&b'-');
+                output.extend_from_slice(&bytes);
+                state
+                    .command_stats
+                    .record(stat.command_index, elapsed_ns(stat.started), is_error);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_output(
+    state: &NodeState,
+    stream: &mut TcpStream,
+    output: &mut BytesMut,
+) -> std::io::Result<()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(output).await?;
+    NodeCounters::add(&state.counters.net_output_bytes, output.len() as u64);
+    output.clear();
+    Ok(())
+}
+
+/// Gives back the memory of a buffer that grew for one large request.
+fn shrink(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > BUFFER_KEEP_BYTES {
+        *buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    }
+}

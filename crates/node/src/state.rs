@@ -1,0 +1,119 @@
+//! The state every task of a node shares: configuration, store, router, clock, metrics, counters.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use admin::{CommandStats, Metrics};
+use store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::router::Router;
+
+/// Counters for INFO and `/stats`. Relaxed atomics: each is an independent tally.
+#[derive(Debug, Default)]
+pub(crate) struct NodeCounters {
+    /// Client connections accepted since start (RESP and memcached).
+    pub(crate) connections_received: AtomicU64,
+    /// Client connections open now.
+    pub(crate) connections_current: AtomicU64,
+    /// Connections refused: over `--max-clients`.
+    pub(crate) connections_rejected_max_clients: AtomicU64,
+    /// Connections refused: not in `--allow`.
+    pub(crate) connections_rejected_not_allowed: AtomicU64,
+    /// Commands executed (RESP and memcached).
+    pub(crate) commands_processed: AtomicU64,
+    /// Bytes read from clients.
+    pub(crate) net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub(crate) net_output_bytes: AtomicU64,
+    /// Error replies sent to clients.
+    pub(crate) error_replies: AtomicU64,
+}
+
+impl NodeCounters {
+    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The addresses the listeners actually got (port 0 in tests becomes a real port).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BoundAddresses {
+    pub(crate) client: SocketAddr,
+    pub(crate) memcached_opt: Option<SocketAddr>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) admin_opt: Option<SocketAddr>,
+}
+
+/// Shared by every task of the node.
+pub(crate) struct NodeState {
+    pub(crate) config: NodeConfig,
+    pub(crate) addresses: BoundAddresses,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) router: Router,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) command_stats: Arc<CommandStats>,
+    pub(crate) counters: NodeCounters,
+    /// Client ids for CLIENT ID, unique for the life of the process, starting at 1.
+    pub(crate) next_client_id: AtomicU64,
+    pub(crate) started_at: Instant,
+    /// 40 hexadecimal characters, new at every start, as Redis' `run_id`.
+    pub(crate) run_id: String,
+    /// Cancelled when the node starts to shut down: listeners stop accepting.
+    pub(crate) shutdown: CancellationToken,
+    /// Set once the node stops serving (shutting down); `/health` then says so.
+    pub(crate) stopping: AtomicBool,
+}
+
+impl NodeState {
+    /// A fresh client id.
+    pub(crate) fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Milliseconds since the Unix epoch, from the node's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+/// The names the command statistics count by: every row of the RESP command table (a container
+/// command such as CLIENT counts as one). Built once per process.
+pub(crate) fn command_stat_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        resp::table::COMMAND_TABLE
+            .iter()
+            .map(|spec| spec.name)
+            .collect()
+    })
+}
+
+/// The statistics index of a RESP command name (the row of the command table), found by the same
+/// binary search as the table's own lookup.
+pub(crate) fn resp_command_index(name: &[u8]) -> Option<usize> {
+    resp::table::COMMAND_TABLE
+        .binary_search_by(|spec| {
+            spec.name
+                .bytes()
+                .cmp(name.iter().map(u8::to_ascii_lowercase))
+        })
+        .ok()
+}
+
+/// A random 40-hex-digit run id. Not a secret: it only has to differ between starts.
+pub(crate) fn new_run_id() -> String {
+    let mut bytes = [0u8; 20];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the operating system's random source is available");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
