@@ -5,3 +5,5 @@
 pub mod auth;
 pub mod membership;
 pub mod node_id;
+pub mod table;
+pub mod wire;
