@@ -14,6 +14,7 @@ pub mod config;
 mod expiry;
 mod listeners;
 mod log;
+mod memcached;
 mod pending;
 mod resp;
 mod router;
@@ -120,9 +121,12 @@ pub async fn run_with_clock(
         tasks.clone(),
     ));
     if let Some(listener) = memcached_listener_opt {
-        // The memcached front end comes with its own change; until then the port stays closed.
-        drop(listener);
-        tracing::warn!("--memcached is not served by this build yet");
+        tasks.spawn(accept_clients(
+            Arc::clone(&node),
+            listener,
+            ClientProtocol::Memcached,
+            tasks.clone(),
+        ));
     }
     tasks.spawn(expiry::sweep_forever(Arc::clone(&node)));
     if let Some(listener) = admin_listener_opt {
@@ -156,6 +160,7 @@ pub async fn run_with_clock(
 #[derive(Clone, Copy, Debug)]
 enum ClientProtocol {
     Resp,
+    Memcached,
 }
 
 /// Accepts client connections until shutdown: refuses hosts outside `--allow` (closing at once and
@@ -209,6 +214,7 @@ async fn accept_clients(
                 .inc(admin::ConnectionRejectReason::MaxClients);
             let refusal: &'static [u8] = match protocol {
                 ClientProtocol::Resp => b"-ERR max number of clients reached\r\n",
+                ClientProtocol::Memcached => b"SERVER_ERROR max number of clients reached\r\n",
             };
             tasks.spawn(async move {
                 use tokio::io::AsyncWriteExt;
@@ -234,6 +240,7 @@ async fn accept_clients(
                     );
                     resp::conn::serve(connection_node, stream, session).await;
                 }
+                ClientProtocol::Memcached => memcached::serve(connection_node, stream, peer).await,
             }
         });
     }

@@ -87,15 +87,22 @@ impl NodeState {
 }
 
 /// The names the command statistics count by: every row of the RESP command table (a container
-/// command such as CLIENT counts as one). Built once per process.
+/// command such as CLIENT counts as one), then the memcached commands. Built once per process.
 pub(crate) fn command_stat_names() -> &'static [&'static str] {
     static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
     NAMES.get_or_init(|| {
         resp::table::COMMAND_TABLE
             .iter()
             .map(|spec| spec.name)
+            .chain(crate::memcached::COMMAND_NAMES.iter().copied())
             .collect()
     })
+}
+
+/// The statistics index of the memcached command at `memcached_index` of
+/// `memcached::COMMAND_NAMES`: the memcached commands follow the RESP ones.
+pub(crate) fn memcached_command_index(memcached_index: usize) -> usize {
+    resp::table::COMMAND_TABLE.len() + memcached_index
 }
 
 /// The statistics index of a RESP command name (the row of the command table), found by the same
