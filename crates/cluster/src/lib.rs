@@ -3,6 +3,7 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod auth;
+pub mod engine;
 pub mod membership;
 pub mod node_id;
 pub mod table;

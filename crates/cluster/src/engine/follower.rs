@@ -1,0 +1,273 @@
+//! The follower's side: applying the stream (§6) and snapshots (§7), and taking a partition
+//! over by handoff (§8).
+
+use std::sync::atomic::Ordering;
+
+use super::state::{Following, PartitionState, PrimaryState, StreamMember, StreamPhase};
+use super::{Ctx, Engine, Host};
+use crate::table::{Epoch, Member, Record};
+use crate::wire::{PeerMessage, ReplicatedMutation};
+
+/// How a batch of replicated entries went.
+enum Applied {
+    All,
+    /// An entry's checksum did not match; the entries before it were applied.
+    Corrupt,
+}
+
+impl<H: Host> Engine<H> {
+    /// Applies entries of the stream or a snapshot to this node's copy of the partition.
+    fn apply_entries(
+        &self,
+        partition: u32,
+        entries: impl IntoIterator<Item = ReplicatedMutation>,
+        now_ms: u64,
+    ) -> Applied {
+        let mut data = self.store.partition(partition);
+        for entry in entries {
+            if !entry.is_intact() {
+                self.stats
+                    .checksum_mismatches
+                    .fetch_add(1, Ordering::Relaxed);
+                return Applied::Corrupt;
+            }
+            data.apply(entry.mutation, now_ms);
+        }
+        Applied::All
+    }
+
+    /// The sender is behind this node's record of the partition: tell it.
+    fn answer_stale(&self, to: Member, partition: u32, state: &PartitionState, now_ms: u64) {
+        if let Some(record) = state.record.clone() {
+            self.send(to, &PeerMessage::Record { partition, record }, now_ms);
+        }
+    }
+
+    fn lose_step(&self, partition: u32, state: &mut PartitionState, primary: Member, now_ms: u64) {
+        state.following = None;
+        state.needs_evaluation = true;
+        self.send_resync(primary, partition, now_ms);
+    }
+
+    pub(super) fn handle_replicate(
+        &self,
+        from: Member,
+        partition: u32,
+        epoch: Epoch,
+        seq: u64,
+        mutations: crate::wire::SmallList<ReplicatedMutation>,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        let in_step = match &state.following {
+            Some(following) if following.primary == from => Some(following.next_seq == seq),
+            _ => None,
+        };
+        match in_step {
+            Some(true) => {
+                if let Some(following) = &mut state.following {
+                    following.next_seq += 1;
+                }
+                if let Applied::Corrupt = self.apply_entries(partition, mutations, ctx.now_ms) {
+                    self.lose_step(partition, &mut state, from, ctx.now_ms);
+                }
+            }
+            Some(false) => {
+                // A gap: frames were lost. This node no longer holds what the primary thinks.
+                self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);
+                self.lose_step(partition, &mut state, from, ctx.now_ms);
+            }
+            None => {
+                self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);
+                let newer_here = state
+                    .record
+                    .as_ref()
+                    .is_some_and(|record| record.epoch > epoch);
+                if newer_here {
+                    // A primary that does not know it was replaced: its writes are not lost if
+                    // the current primary (this node) takes them like a merge.
+                    self.apply_as_primary(partition, &mut state, mutations, ctx);
+                    self.answer_stale(from, partition, &state, ctx.now_ms);
+                } else {
+                    // It believes this node follows it; this node does not (any more).
+                    self.send_resync(from, partition, ctx.now_ms);
+                }
+            }
+        }
+        self.finish(partition, &state);
+    }
+
+    pub(super) fn handle_snapshot_begin(
+        &self,
+        from: Member,
+        partition: u32,
+        epoch: Epoch,
+        next_seq: u64,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        let stale = state.primary.is_some()
+            || state
+                .record
+                .as_ref()
+                .is_some_and(|record| record.epoch > epoch && record.primary != from);
+        if stale {
+            self.answer_stale(from, partition, &state, ctx.now_ms);
+            self.finish(partition, &state);
+            return;
+        }
+        if state.merge.is_none() {
+            // A fresh copy: what this node held may include keys the primary deleted long ago.
+            // While a merge is still sending this node's data, it is kept, and the snapshot
+            // applies on top by version.
+            self.store.partition(partition).clear();
+        }
+        state.following = Some(Following {
+            primary: from,
+            next_seq,
+            receiving: true,
+            listed_epoch: None,
+        });
+        self.finish(partition, &state);
+    }
+
+    pub(super) fn handle_snapshot_chunk(
+        &self,
+        from: Member,
+        partition: u32,
+        mutations: Vec<ReplicatedMutation>,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        let receiving = state
+            .following
+            .as_ref()
+            .is_some_and(|following| following.primary == from && following.receiving);
+        if !receiving {
+            self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let bytes: usize = mutations
+            .iter()
+            .map(ReplicatedMutation::wire_size_estimate)
+            .sum();
+        self.stats
+            .snapshot_bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        if let Applied::Corrupt = self.apply_entries(partition, mutations, ctx.now_ms) {
+            self.lose_step(partition, &mut state, from, ctx.now_ms);
+        }
+        self.finish(partition, &state);
+    }
+
+    pub(super) fn handle_snapshot_end(
+        &self,
+        from: Member,
+        partition: u32,
+        epoch: Epoch,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        match &mut state.following {
+            Some(following) if following.primary == from && following.receiving => {
+                following.receiving = false;
+                self.stats
+                    .snapshots_received
+                    .fetch_add(1, Ordering::Relaxed);
+                self.send(
+                    from,
+                    &PeerMessage::SnapshotDone { partition, epoch },
+                    ctx.now_ms,
+                );
+            }
+            _ => {
+                self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);
+                if state
+                    .record
+                    .as_ref()
+                    .is_some_and(|record| record.epoch > epoch)
+                {
+                    self.answer_stale(from, partition, &state, ctx.now_ms);
+                } else {
+                    self.send_resync(from, partition, ctx.now_ms);
+                }
+            }
+        }
+        self.finish(partition, &state);
+    }
+
+    /// This node is asked to become the partition's primary under `record` (§8 step 3).
+    pub(super) fn handle_handoff(&self, from: Member, partition: u32, record: Record, ctx: &Ctx) {
+        let me = self.config.me;
+        let mut state = self.partitions[partition as usize].lock();
+        if record.primary != me {
+            return;
+        }
+        if let Some(held) = &state.record
+            && *held >= record
+        {
+            if *held == record && state.primary.is_some() {
+                // A repeated handoff that already took effect.
+                self.send(
+                    from,
+                    &PeerMessage::HandoffDone {
+                        partition,
+                        epoch: record.epoch,
+                    },
+                    ctx.now_ms,
+                );
+            } else {
+                self.answer_stale(from, partition, &state, ctx.now_ms);
+            }
+            self.finish(partition, &state);
+            return;
+        }
+        let in_step = state
+            .following
+            .as_ref()
+            .is_some_and(|following| following.primary == from && !following.receiving);
+        if !in_step {
+            // This node does not hold the partition in step with the old primary: refuse.
+            self.send_resync(from, partition, ctx.now_ms);
+            self.finish(partition, &state);
+            return;
+        }
+        let mut primary = PrimaryState::new();
+        for backup in record.backups.iter().copied() {
+            if backup == me {
+                continue;
+            }
+            if let Some(link) = self.link(backup) {
+                // The old primary drained every backup before handing off, so they hold what
+                // this node holds; they follow this tenure from its first frame.
+                primary.stream.push(StreamMember {
+                    member: backup,
+                    link,
+                    phase: StreamPhase::Synced,
+                    last_frame: 0,
+                    unreachable: false,
+                });
+            }
+        }
+        state.following = None;
+        state.merge = None;
+        state.primary = Some(primary);
+        let old = state.record.replace(record.clone());
+        self.update_digest(partition, old.as_ref(), Some(&record));
+        self.stats.records_adopted.fetch_add(1, Ordering::Relaxed);
+        self.stats.handoffs_taken.fetch_add(1, Ordering::Relaxed);
+        state.primary_in_view = true;
+        state.needs_evaluation = true;
+        let epoch = record.epoch;
+        self.push_record(partition, record, ctx.now_ms);
+        self.send(
+            from,
+            &PeerMessage::HandoffDone { partition, epoch },
+            ctx.now_ms,
+        );
+        self.host.partition_changed(partition);
+        self.evaluate(partition, &mut state, ctx);
+        self.run_deferred(partition, &mut state, ctx);
+        self.finish(partition, &state);
+    }
+}

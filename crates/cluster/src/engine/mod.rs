@@ -1,0 +1,1209 @@
+//! The cluster engine: partition ownership, replication, snapshots, handoff, failover, fencing
+//! and split-heal merges (PROTOCOL.md §4–§12), as a synchronous, sans-IO, thread-safe state
+//! machine.
+//!
+//! # Driving it
+//!
+//! The node (or the simulation) owns the links, the clock and the membership loop. It passes
+//! every input in: client operations ([`Engine::execute`]), peer messages
+//! ([`Engine::handle_message`]), acknowledgements ([`Engine::handle_ack`]), views
+//! ([`Engine::handle_view`]), link changes, ticks and membership liveness. The engine sends
+//! through the [`Host`], which queues frames and never blocks, and tells it which operations may
+//! retry ([`Host::partition_changed`]) and which write-through waits are over ([`Host::acked`]).
+//!
+//! # Threads and locks
+//!
+//! `Engine` is `Send + Sync`: the node calls it from several threads at once. Each partition has
+//! a `parking_lot` mutex over its [`state::PartitionState`], always taken before the store's
+//! partition lock; everything about one partition happens under its mutex, so the replication
+//! order is the execution order. Other locks (the view, the peers) are taken after a partition
+//! lock, never before one, and only briefly. Nothing blocks or sleeps while holding a lock; the
+//! host's methods must queue and return, never call back into the engine.
+//!
+//! # How ownership moves
+//!
+//! Every node evaluates the ownership rules (§5) for every partition when its view, its table or
+//! a transfer changes, and on a timer: the first live backup promotes itself when the primary
+//! dies, the target primary claims a partition nobody owns, and a primary snapshots its target
+//! backups, hands primaryship to the target primary once it is a synced backup (after every
+//! backup acknowledged everything, so no backup misses a write), and removes backups that left.
+//! A node that learns a higher record for a partition adopts it at once, under the partition
+//! lock, before anything else; when that deposes it (or replaces the primary it followed
+//! without a handoff), it merges its data into the new primary before dropping it.
+
+mod follower;
+mod link;
+mod primary;
+mod rules;
+mod state;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use store::{Op, Reply, Store};
+
+pub use self::stats::{EngineStats, MemberOwnership, Summary};
+
+use self::link::{PeerLink, PeerState};
+use self::state::{HandoffPhase, PartitionState};
+use self::stats::Counters;
+use crate::table::{
+    Member, OWNERS_PER_PARTITION_MAX, Placement, Record, ViewMember, record_digest,
+};
+use crate::wire::{PeerMessage, RelayResult, SmallList, UnavailableReason};
+
+/// What the engine needs from the node: queues to peers and a way to wake waiting operations.
+///
+/// Every method must return quickly without blocking and without calling back into the engine
+/// (the engine may hold a partition lock while calling it).
+pub trait Host: Send + Sync + 'static {
+    /// Queues `message` on the link to `to`, encoding it now; never blocks. Returns the number
+    /// this frame has toward `to`, or `None` when there is no link to `to` (the message is
+    /// dropped).
+    ///
+    /// Frames are numbered 1, 2, 3… per peer member in queue order, and a new link to the same
+    /// member continues the numbering: a number is never reused while the engine may still wait
+    /// for it. `Engine::handle_ack` takes acknowledgements on the same scale.
+    fn send(&self, to: Member, message: &PeerMessage) -> Option<u64>;
+    /// Bytes queued on the link to `to` and not yet written (snapshot and merge pacing).
+    fn backlog_bytes(&self, to: Member) -> usize;
+    /// Something changed for `partition` (ownership, fence, handoff end): operations that got
+    /// [`Execution::Wait`] for it should try again.
+    fn partition_changed(&self, partition: u32);
+    /// Acknowledgements from `from` now cover frames up to `frames`, or `from` was removed and
+    /// all waits on it are released (`frames = u64::MAX`). The host wakes write-through waiters.
+    fn acked(&self, from: Member, frames: u64);
+}
+
+/// The two storage models (DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// A write is acknowledged once every synced backup has it.
+    Through,
+    /// A write is acknowledged at once; writers wait only when a backup link lags more than
+    /// `max_lag_ms`.
+    Delayed,
+}
+
+/// The engine's configuration. [`EngineConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This node.
+    pub me: Member,
+    /// This node's configured name (placement ranks names).
+    pub name: String,
+    /// Partition count, a power of two, the same on every node (and in the store).
+    pub num_partitions: u32,
+    /// Backups per partition.
+    pub backups: usize,
+    /// Write-through or delayed-write.
+    pub write_mode: WriteMode,
+    /// Delayed-write: the replication lag writers let a backup link reach, in ms.
+    pub max_lag_ms: u64,
+    /// A node started with seeds claims nothing until it exchanged tables with some member or
+    /// this long passed since start, in ms (0: a node without seeds claims at once).
+    pub join_wait_ms: u64,
+    /// Operations wait (fenced) when the membership loop did not run for this long, in ms;
+    /// below the failure-detection time.
+    pub stall_fence_ms: u64,
+    /// Most entries per snapshot or merge chunk.
+    pub snapshot_chunk_items: usize,
+    /// Most bytes (estimated) per snapshot or merge chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// Most snapshots (and, separately, merges) this node sends at once.
+    pub max_concurrent_snapshots: usize,
+    /// Snapshot and merge chunks are queued only while a link's backlog is below this, in bytes.
+    pub link_backlog_limit_bytes: usize,
+    /// Most bytes (estimated) of mutations per `Replicate` frame; larger writes (FLUSHDB) are
+    /// split into several frames.
+    pub replicate_frame_bytes_max: usize,
+    /// Most relayed requests waiting per partition; more get `Unavailable`.
+    pub deferred_per_partition_max: usize,
+    /// A relayed request that waited this long gets `Unavailable`, in ms.
+    pub deferred_wait_ms_max: u64,
+    /// Most relayed replies waiting for write-through acknowledgements at once.
+    pub pending_replies_max: usize,
+    /// A handoff whose backups do not acknowledge within this is abandoned (and retried), in ms.
+    pub handoff_drain_timeout_ms: u64,
+    /// Every partition's rules are evaluated at least this often, in ms.
+    pub reevaluate_interval_ms: u64,
+    /// Snapshot and merge chunks queued per tick, across partitions (bounded work per call).
+    pub chunks_per_tick_max: usize,
+    /// A peer whose table digest differs this many checks in a row is asked for its table.
+    pub digest_mismatches_max: u32,
+}
+
+impl EngineConfig {
+    /// The defaults for node `me` named `name` with `num_partitions` partitions: one backup,
+    /// write-through.
+    pub fn new(me: Member, name: impl Into<String>, num_partitions: u32) -> EngineConfig {
+        EngineConfig {
+            me,
+            name: name.into(),
+            num_partitions,
+            backups: 1,
+            write_mode: WriteMode::Through,
+            max_lag_ms: 1_000,
+            join_wait_ms: 2_000,
+            stall_fence_ms: 500,
+            snapshot_chunk_items: 512,
+            snapshot_chunk_bytes: 256 * 1024,
+            max_concurrent_snapshots: 4,
+            link_backlog_limit_bytes: 64 * 1024 * 1024,
+            replicate_frame_bytes_max: 1024 * 1024,
+            deferred_per_partition_max: 1_024,
+            deferred_wait_ms_max: 5_000,
+            pending_replies_max: 65_536,
+            handoff_drain_timeout_ms: 2_000,
+            reevaluate_interval_ms: 200,
+            chunks_per_tick_max: 64,
+            digest_mismatches_max: 3,
+        }
+    }
+
+    /// Checks every field; the error names the first one out of range.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let out_of_range = |field: &'static str, value: String, allowed: &'static str| {
+            Err(EngineError::InvalidConfig {
+                field,
+                value,
+                allowed,
+            })
+        };
+        if !self.num_partitions.is_power_of_two() || self.num_partitions > store::MAX_NUM_PARTITIONS
+        {
+            return out_of_range(
+                "num_partitions",
+                self.num_partitions.to_string(),
+                "a power of two up to 65536",
+            );
+        }
+        if self.backups >= OWNERS_PER_PARTITION_MAX {
+            return out_of_range("backups", self.backups.to_string(), "0 to 7");
+        }
+        if !crate::node_id::is_valid_name(&self.name) {
+            return out_of_range("name", self.name.clone(), "1 to 64 printable bytes");
+        }
+        for (field, value) in [
+            ("snapshot_chunk_items", self.snapshot_chunk_items),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            ("max_concurrent_snapshots", self.max_concurrent_snapshots),
+            ("link_backlog_limit_bytes", self.link_backlog_limit_bytes),
+            ("replicate_frame_bytes_max", self.replicate_frame_bytes_max),
+            (
+                "deferred_per_partition_max",
+                self.deferred_per_partition_max,
+            ),
+            ("pending_replies_max", self.pending_replies_max),
+            ("chunks_per_tick_max", self.chunks_per_tick_max),
+        ] {
+            if value == 0 {
+                return out_of_range(field, value.to_string(), "at least 1");
+            }
+        }
+        if self.snapshot_chunk_bytes > crate::wire::FRAME_LEN_MAX / 4
+            || self.replicate_frame_bytes_max > crate::wire::FRAME_LEN_MAX / 4
+        {
+            return out_of_range(
+                "snapshot_chunk_bytes",
+                self.snapshot_chunk_bytes.to_string(),
+                "at most a quarter of the frame limit",
+            );
+        }
+        if self.stall_fence_ms == 0 || self.reevaluate_interval_ms == 0 {
+            return out_of_range(
+                "stall_fence_ms",
+                self.stall_fence_ms.to_string(),
+                "at least 1 (and reevaluate_interval_ms too)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why an engine could not be built. Nothing was created.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// A configuration field is out of range. Nothing was created.
+    #[error("{field} is {value}, it must be {allowed}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// The store was built with another partition count or node id. Nothing was created.
+    #[error(
+        "the store has {store} partitions and node id {store_node}, the engine {engine} and {engine_node}"
+    )]
+    StoreMismatch {
+        /// The engine's partition count.
+        engine: u32,
+        /// The store's partition count.
+        store: u32,
+        /// The engine's node id.
+        engine_node: u32,
+        /// The node id the store stamps into versions.
+        store_node: u32,
+    },
+}
+
+/// What became of an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Execution {
+    /// Executed here; reply now.
+    Done(Reply),
+    /// Executed here; reply once each listed link acknowledged that frame (or was released,
+    /// [`Host::acked`] with `u64::MAX`).
+    AwaitAcks {
+        /// The reply to send then.
+        reply: Reply,
+        /// (member, frame number) pairs.
+        waits: SmallList<(Member, u64)>,
+    },
+    /// This node is not the primary: relay to this member.
+    Forward(Member),
+    /// Not now: retry after [`Host::partition_changed`] for the partition or a short timeout.
+    Wait {
+        /// Why.
+        reason: WaitReason,
+    },
+}
+
+/// Why an operation must wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The partition index is out of range (a caller bug).
+    NoSuchPartition,
+    /// Nobody owns the partition yet (the cluster is forming, or a claim is pending).
+    NoRecord,
+    /// The record's primary is not in this node's view; a promotion or claim is pending.
+    NoLivePrimary,
+    /// The partition is being handed to another node.
+    Handoff,
+    /// This node stalled or was declared dead; it waits for fresh tables from its view.
+    Fenced,
+    /// A member entered the view (or a link came up) and tables are not exchanged yet.
+    TableExchange,
+}
+
+/// Why the node fences the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FenceReason {
+    /// Membership reported `SelfStalled`.
+    Stalled,
+    /// A member reported this node dead (`SelfDeclaredDead`).
+    DeclaredDead,
+}
+
+/// The view as the engine uses it: members, a fast membership test, and the placement.
+#[derive(Debug)]
+pub(crate) struct ViewState {
+    pub(crate) members: Vec<ViewMember>,
+    /// Sorted, for binary search.
+    pub(crate) sorted: Vec<Member>,
+    pub(crate) placement: Placement,
+}
+
+impl ViewState {
+    fn new(mut members: Vec<ViewMember>, num_partitions: u32, backups: usize) -> ViewState {
+        members.sort();
+        members.dedup_by(|a, b| a.member == b.member);
+        let mut sorted: Vec<Member> = members.iter().map(|member| member.member).collect();
+        sorted.sort_unstable();
+        let placement = Placement::new(&members, num_partitions, backups);
+        ViewState {
+            members,
+            sorted,
+            placement,
+        }
+    }
+
+    pub(crate) fn contains(&self, member: Member) -> bool {
+        self.sorted.binary_search(&member).is_ok()
+    }
+
+    pub(crate) fn live_count(&self) -> usize {
+        self.sorted.len()
+    }
+}
+
+/// Inputs of one call: the time and the view it runs against.
+pub(crate) struct Ctx {
+    pub(crate) now_ms: u64,
+    pub(crate) view: Arc<ViewState>,
+}
+
+/// A relayed reply waiting for write-through acknowledgements.
+#[derive(Debug)]
+struct PendingReply {
+    to: Member,
+    id: u64,
+    reply: Reply,
+    waits: SmallList<(Arc<PeerLink>, u64)>,
+}
+
+/// The cluster engine of one node; see the module docs.
+pub struct Engine<H: Host> {
+    config: EngineConfig,
+    store: Arc<Store>,
+    host: H,
+    partitions: Box<[Mutex<PartitionState>]>,
+    /// Set when a partition has tick work; the tick scans these instead of every lock.
+    active: Box<[AtomicBool]>,
+    view: RwLock<Arc<ViewState>>,
+    /// Taken after a partition lock or the view lock, never before them.
+    peers: Mutex<BTreeMap<Member, PeerState>>,
+    pending_replies: Mutex<Vec<PendingReply>>,
+    /// Open: not fenced, and every view member's table arrived (PROTOCOL.md §9.3, §10).
+    gate_open: AtomicBool,
+    fenced: AtomicBool,
+    fence_requested: AtomicBool,
+    last_alive_ms: AtomicU64,
+    leaving: AtomicBool,
+    started_ms: u64,
+    exchanged_with_any: AtomicBool,
+    table_digest: AtomicU64,
+    snapshots_in_progress: AtomicUsize,
+    deferred_total: AtomicUsize,
+    last_full_evaluation_ms: AtomicU64,
+    stats: Counters,
+}
+
+impl<H: Host> Engine<H> {
+    /// An engine for `config.me` over `store`, alone in its view, owning nothing.
+    pub fn new(
+        config: EngineConfig,
+        store: Arc<Store>,
+        host: H,
+        now_ms: u64,
+    ) -> Result<Engine<H>, EngineError> {
+        config.validate()?;
+        if store.num_partitions() != config.num_partitions || store.hlc().node() != config.me.id.0 {
+            return Err(EngineError::StoreMismatch {
+                engine: config.num_partitions,
+                store: store.num_partitions(),
+                engine_node: config.me.id.0,
+                store_node: store.hlc().node(),
+            });
+        }
+        let partitions = (0..config.num_partitions)
+            .map(|_| {
+                Mutex::new(PartitionState {
+                    needs_evaluation: true,
+                    ..PartitionState::default()
+                })
+            })
+            .collect();
+        let active = (0..config.num_partitions)
+            .map(|_| AtomicBool::new(true))
+            .collect();
+        let view = ViewState::new(
+            vec![ViewMember {
+                member: config.me,
+                name: config.name.clone(),
+                leaving: false,
+            }],
+            config.num_partitions,
+            config.backups,
+        );
+        Ok(Engine {
+            store,
+            host,
+            partitions,
+            active,
+            view: RwLock::new(Arc::new(view)),
+            peers: Mutex::new(BTreeMap::new()),
+            pending_replies: Mutex::new(Vec::new()),
+            gate_open: AtomicBool::new(true),
+            fenced: AtomicBool::new(false),
+            fence_requested: AtomicBool::new(false),
+            last_alive_ms: AtomicU64::new(now_ms),
+            leaving: AtomicBool::new(false),
+            started_ms: now_ms,
+            exchanged_with_any: AtomicBool::new(false),
+            table_digest: AtomicU64::new(0),
+            snapshots_in_progress: AtomicUsize::new(0),
+            deferred_total: AtomicUsize::new(0),
+            last_full_evaluation_ms: AtomicU64::new(now_ms),
+            stats: Counters::default(),
+            config,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// This node.
+    pub fn me(&self) -> Member {
+        self.config.me
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The host.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Client path
+
+    /// Executes `op` on partition `partition`, database `db`, if this node is its primary and
+    /// may act (see [`Execution`]). The common case (a GET, or a SET streamed to a backup)
+    /// allocates nothing beyond the store's own allocations and the reply.
+    pub fn execute(&self, partition: u32, db: u8, op: Op, now_ms: u64) -> Execution {
+        let Some(slot) = self.partitions.get(partition as usize) else {
+            return Execution::Wait {
+                reason: WaitReason::NoSuchPartition,
+            };
+        };
+        let mut state = slot.lock();
+        let execution = self.execute_locked(partition, &mut state, db, op, now_ms);
+        if state.needs_evaluation {
+            self.mark_active(partition);
+        }
+        execution
+    }
+
+    /// Records `record` for `partition` if it is higher than the one held (a relay learned it
+    /// from a `NotPrimary` response).
+    pub fn learn_record(&self, partition: u32, record: Record, now_ms: u64) {
+        let Some(slot) = self.partitions.get(partition as usize) else {
+            return;
+        };
+        let ctx = self.ctx(now_ms);
+        let mut state = slot.lock();
+        if self.adopt_record(partition, &mut state, record, &ctx) {
+            self.evaluate(partition, &mut state, &ctx);
+            self.run_deferred(partition, &mut state, &ctx);
+        }
+        self.finish(partition, &state);
+    }
+
+    /// Whether a key of `partition` whose version has clock reading `version_hlc` may lack
+    /// writes lost in a delayed-write failover (`SCD.STALE`, PROTOCOL.md §9.2).
+    pub fn is_possibly_stale(&self, partition: u32, version_hlc: u64) -> bool {
+        self.partitions
+            .get(partition as usize)
+            .and_then(|slot| {
+                let state = slot.lock();
+                state
+                    .record
+                    .as_ref()
+                    .map(|record| version_hlc < record.suspect_before_hlc)
+            })
+            .unwrap_or(false)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Peer path
+
+    /// A frame arrived from `from`. `Ack` frames belong to the link layer (which calls
+    /// [`Engine::handle_ack`]) and `Response` frames to the relay (which calls
+    /// [`Engine::learn_record`]); both are ignored here.
+    pub fn handle_message(&self, from: Member, message: PeerMessage, now_ms: u64) {
+        if let Some(partition) = message.partition()
+            && partition >= self.config.num_partitions
+        {
+            self.stats
+                .invalid_partitions
+                .fetch_add(1, Ordering::Relaxed);
+            if let PeerMessage::Request { id, .. } = message {
+                self.send_response(
+                    from,
+                    id,
+                    RelayResult::Unavailable {
+                        reason: UnavailableReason::NoSuchPartition,
+                    },
+                    now_ms,
+                );
+            }
+            return;
+        }
+        let ctx = self.ctx(now_ms);
+        match message {
+            PeerMessage::Request {
+                id,
+                partition,
+                db,
+                op,
+            } => self.handle_request(from, id, partition, db, op, &ctx),
+            PeerMessage::Response { .. } | PeerMessage::Ack { .. } => {}
+            PeerMessage::Record { partition, record } => {
+                self.handle_record(from, partition, record, &ctx)
+            }
+            PeerMessage::TableRequest => self.send_table(from, now_ms),
+            PeerMessage::Table { records } => self.handle_table(from, records, &ctx),
+            PeerMessage::Replicate {
+                partition,
+                epoch,
+                seq,
+                mutations,
+            } => self.handle_replicate(from, partition, epoch, seq, mutations, &ctx),
+            PeerMessage::SnapshotBegin {
+                partition,
+                epoch,
+                next_seq,
+            } => self.handle_snapshot_begin(from, partition, epoch, next_seq, &ctx),
+            PeerMessage::SnapshotChunk {
+                partition,
+                mutations,
+                ..
+            } => self.handle_snapshot_chunk(from, partition, mutations, &ctx),
+            PeerMessage::SnapshotEnd { partition, epoch } => {
+                self.handle_snapshot_end(from, partition, epoch, &ctx)
+            }
+            PeerMessage::SnapshotDone { partition, .. } => {
+                self.handle_snapshot_done(from, partition, &ctx)
+            }
+            PeerMessage::Resync { partition } => self.handle_resync(from, partition, &ctx),
+            PeerMessage::Handoff { partition, record } => {
+                self.handle_handoff(from, partition, record, &ctx)
+            }
+            PeerMessage::HandoffDone { partition, epoch } => {
+                self.handle_handoff_done(from, partition, epoch, &ctx)
+            }
+            PeerMessage::Merge {
+                partition,
+                mutations,
+                ..
+            } => self.handle_merge(from, partition, mutations, &ctx),
+        }
+    }
+
+    /// The link layer received `Ack { frames }` from `from`.
+    pub fn handle_ack(&self, from: Member, frames: u64) {
+        let Some(link) = self.link(from) else {
+            return;
+        };
+        link.note_acked(frames);
+        self.host.acked(from, frames);
+        self.complete_pending_replies();
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Membership and links
+
+    /// The view changed (membership events). `view` lists the members believed alive with
+    /// their names and leaving flags; this node is added if missing, with its own leaving flag.
+    pub fn handle_view(&self, view: Vec<ViewMember>, now_ms: u64) {
+        let me = self.config.me;
+        let leaving = self.leaving.load(Ordering::Acquire);
+        let mut members: Vec<ViewMember> = view
+            .into_iter()
+            .filter(|member| member.member.id != me.id || member.member == me)
+            .collect();
+        match members.iter_mut().find(|member| member.member == me) {
+            Some(own) => own.leaving = leaving,
+            None => members.push(ViewMember {
+                member: me,
+                name: self.config.name.clone(),
+                leaving,
+            }),
+        }
+        let new_view = Arc::new(ViewState::new(
+            members,
+            self.config.num_partitions,
+            self.config.backups,
+        ));
+        let old_view = {
+            let mut view = self.view.write();
+            if view.members == new_view.members {
+                return;
+            }
+            std::mem::replace(&mut *view, new_view.clone())
+        };
+        let removed: Vec<Member> = old_view
+            .sorted
+            .iter()
+            .copied()
+            .filter(|member| !new_view.contains(*member))
+            .collect();
+        let added: Vec<Member> = new_view
+            .sorted
+            .iter()
+            .copied()
+            .filter(|member| *member != me && !old_view.contains(*member))
+            .collect();
+        {
+            let mut peers = self.peers.lock();
+            for member in &added {
+                let peer = peers.entry(*member).or_default();
+                // Admitted: its table must arrive before this node acts again (§10), unless
+                // the link already exchanged tables before membership admitted it.
+                peer.exchanged_since_admission =
+                    peer.link.as_ref().is_some_and(|link| link.is_exchanged());
+            }
+            for member in &removed {
+                if let Some(peer) = peers.get_mut(member) {
+                    peer.exchanged_since_admission = false;
+                    if let Some(link) = &peer.link {
+                        link.release();
+                    }
+                }
+            }
+            peers.retain(|member, peer| peer.link.is_some() || new_view.contains(*member));
+        }
+        for member in &removed {
+            self.host.acked(*member, u64::MAX);
+        }
+        if !removed.is_empty() {
+            self.complete_pending_replies();
+        }
+        self.recompute_gate();
+        self.evaluate_all(now_ms);
+    }
+
+    /// A link to `peer` is up (authenticated): the table exchange starts, and until it is done
+    /// this node does not act as primary (§10).
+    pub fn handle_link_up(&self, peer: Member, now_ms: u64) {
+        let link = Arc::new(PeerLink::new());
+        {
+            let mut peers = self.peers.lock();
+            let state = peers.entry(peer).or_default();
+            if let Some(old) = state.link.replace(link) {
+                old.release();
+            }
+            state.digest_mismatches = 0;
+        }
+        self.recompute_gate();
+        self.stats
+            .table_requests_sent
+            .fetch_add(1, Ordering::Relaxed);
+        self.send(peer, &PeerMessage::TableRequest, now_ms);
+        self.send_table(peer, now_ms);
+        self.mark_all_for_evaluation();
+    }
+
+    /// The link to `peer` is gone: snapshots, merges and handoffs to it are abandoned, it is no
+    /// longer a backup of this node's partitions, and waits on it are released.
+    pub fn handle_link_down(&self, peer: Member, now_ms: u64) {
+        let link = {
+            let mut peers = self.peers.lock();
+            let Some(state) = peers.get_mut(&peer) else {
+                return;
+            };
+            state.link.take()
+        };
+        let Some(link) = link else {
+            return;
+        };
+        link.release();
+        self.host.acked(peer, u64::MAX);
+        self.pending_replies
+            .lock()
+            .retain(|pending| pending.to != peer);
+        self.complete_pending_replies();
+        let ctx = self.ctx(now_ms);
+        for partition in 0..self.config.num_partitions {
+            let mut state = self.partitions[partition as usize].lock();
+            self.forget_link(partition, &mut state, peer, &ctx);
+            self.finish(partition, &state);
+        }
+        self.recompute_gate();
+    }
+
+    /// Time passes: evaluates the rules where needed, paces snapshots and merges, watches
+    /// handoffs and re-runs deferred requests. Bounded work per call.
+    pub fn handle_tick(&self, now_ms: u64) {
+        if self.fence_requested.swap(false, Ordering::AcqRel) {
+            self.fence_self(FenceReason::Stalled);
+        }
+        let last_full_ms = self.last_full_evaluation_ms.load(Ordering::Relaxed);
+        if now_ms >= last_full_ms.saturating_add(self.config.reevaluate_interval_ms) {
+            self.last_full_evaluation_ms
+                .store(now_ms, Ordering::Relaxed);
+            self.mark_all_for_evaluation();
+        }
+        let ctx = self.ctx(now_ms);
+        let mut chunk_budget = self.config.chunks_per_tick_max;
+        for partition in 0..self.config.num_partitions {
+            if !self.active[partition as usize].swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let mut state = self.partitions[partition as usize].lock();
+            if state.needs_evaluation {
+                self.evaluate(partition, &mut state, &ctx);
+            }
+            self.tick_partition(partition, &mut state, &ctx, &mut chunk_budget);
+            self.run_deferred(partition, &mut state, &ctx);
+            self.finish(partition, &state);
+        }
+    }
+
+    /// The membership loop ran (the node calls this every membership tick). A gap longer than
+    /// `stall_fence_ms` since the previous call means this node stalled: it fences itself.
+    pub fn handle_membership_alive(&self, now_ms: u64) {
+        let previous_ms = self.last_alive_ms.swap(now_ms, Ordering::AcqRel);
+        let stalled = now_ms > previous_ms.saturating_add(self.config.stall_fence_ms);
+        if stalled || self.fence_requested.swap(false, Ordering::AcqRel) {
+            self.fence_self(FenceReason::Stalled);
+        }
+    }
+
+    /// Fences this node (PROTOCOL.md §9.3): every partition operation waits until tables are
+    /// exchanged again with every member of the view (at once if alone).
+    pub fn fence_self(&self, _reason: FenceReason) {
+        self.stats.fences.fetch_add(1, Ordering::Relaxed);
+        self.fenced.store(true, Ordering::Release);
+        self.gate_open.store(false, Ordering::Release);
+        let linked: Vec<Member> = {
+            let mut peers = self.peers.lock();
+            for peer in peers.values_mut() {
+                peer.exchanged_since_admission = false;
+                if let Some(link) = &peer.link {
+                    link.set_exchanged(false);
+                }
+            }
+            peers
+                .iter()
+                .filter(|(_, peer)| peer.link.is_some())
+                .map(|(member, _)| *member)
+                .collect()
+        };
+        let now_ms = self.last_alive_ms.load(Ordering::Acquire);
+        for member in linked {
+            self.stats
+                .table_requests_sent
+                .fetch_add(1, Ordering::Relaxed);
+            self.send(member, &PeerMessage::TableRequest, now_ms);
+        }
+        self.recompute_gate();
+    }
+
+    /// A peer's heartbeat advertised table digest `digest`: after
+    /// `digest_mismatches_max` differing checks in a row, its table is requested.
+    pub fn handle_peer_digest(&self, peer: Member, digest: u64, now_ms: u64) {
+        let own = self.table_digest();
+        let request = {
+            let mut peers = self.peers.lock();
+            let Some(state) = peers.get_mut(&peer) else {
+                return;
+            };
+            if state.link.is_none() || digest == own {
+                state.digest_mismatches = 0;
+                false
+            } else {
+                state.digest_mismatches += 1;
+                if state.digest_mismatches >= self.config.digest_mismatches_max {
+                    state.digest_mismatches = 0;
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if request {
+            self.stats
+                .table_requests_sent
+                .fetch_add(1, Ordering::Relaxed);
+            self.send(peer, &PeerMessage::TableRequest, now_ms);
+        }
+    }
+
+    /// Planned leave: this node stops being a target; the rules hand its partitions off.
+    pub fn leave(&self, now_ms: u64) {
+        self.leaving.store(true, Ordering::Release);
+        let members = self.view.read().members.clone();
+        // Force the rebuild: the member list compares equal until the flag is applied.
+        {
+            let mut view = self.view.write();
+            let mut changed: Vec<ViewMember> = members.clone();
+            for member in &mut changed {
+                if member.member == self.config.me {
+                    member.leaving = true;
+                }
+            }
+            *view = Arc::new(ViewState::new(
+                changed,
+                self.config.num_partitions,
+                self.config.backups,
+            ));
+        }
+        self.evaluate_all(now_ms);
+    }
+
+    /// Whether this node is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    /// Whether no record names this node and it has nothing left to merge: a leaving node may
+    /// exit.
+    pub fn owns_nothing(&self) -> bool {
+        let me = self.config.me;
+        self.partitions.iter().all(|slot| {
+            let state = slot.lock();
+            state.merge.is_none() && !state.record.as_ref().is_some_and(|r| r.is_owner(me))
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Introspection
+
+    /// The record held for `partition`.
+    pub fn record(&self, partition: u32) -> Option<Record> {
+        self.partitions
+            .get(partition as usize)
+            .and_then(|slot| slot.lock().record.clone())
+    }
+
+    /// Whether this node would execute an operation of `partition` at `now_ms`.
+    pub fn accepting_writes(&self, partition: u32, now_ms: u64) -> bool {
+        let Some(slot) = self.partitions.get(partition as usize) else {
+            return false;
+        };
+        let state = slot.lock();
+        state
+            .primary
+            .as_ref()
+            .is_some_and(|primary| primary.handoff.is_none())
+            && self.gate_reason(now_ms, false).is_none()
+    }
+
+    /// Whether a link to `member` is up and its table arrived on it.
+    pub fn table_synced_with(&self, member: Member) -> bool {
+        self.peers
+            .lock()
+            .get(&member)
+            .and_then(|peer| peer.link.as_ref().map(|link| link.is_exchanged()))
+            .unwrap_or(false)
+    }
+
+    /// The digest of this node's table (membership advertises it in heartbeats).
+    pub fn table_digest(&self) -> u64 {
+        self.table_digest.load(Ordering::Acquire)
+    }
+
+    /// The view the engine works with, this node included.
+    pub fn view(&self) -> Vec<ViewMember> {
+        self.view.read().members.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats.snapshot()
+    }
+
+    /// The cluster as this node sees it.
+    pub fn summary(&self, now_ms: u64) -> Summary {
+        let view = self.view.read().clone();
+        let wanted_backups = self.config.backups.min(view.live_count().saturating_sub(1));
+        let mut summary = Summary {
+            gate_open: self.gate_open.load(Ordering::Acquire),
+            pending_replies: self.pending_replies.lock().len() as u32,
+            ..Summary::default()
+        };
+        for slot in self.partitions.iter() {
+            let state = slot.lock();
+            summary.deferred_requests += state.deferred.len() as u32;
+            if state.merge.is_some() {
+                summary.merges_in_progress += 1;
+            }
+            if state.following.as_ref().is_some_and(|f| f.receiving) {
+                summary.snapshots_receiving += 1;
+            }
+            if let Some(primary) = &state.primary {
+                if primary.handoff.is_some() {
+                    summary.handoffs_in_progress += 1;
+                }
+                summary.snapshots_in_progress += primary
+                    .stream
+                    .iter()
+                    .filter(|member| !matches!(member.phase, state::StreamPhase::Synced))
+                    .count() as u32;
+            }
+            let Some(record) = &state.record else {
+                summary.without_record += 1;
+                continue;
+            };
+            summary
+                .ownership
+                .entry(record.primary)
+                .or_default()
+                .primaries += 1;
+            for backup in &record.backups {
+                summary.ownership.entry(*backup).or_default().backups += 1;
+            }
+            if !view.contains(record.primary) {
+                summary.without_live_primary += 1;
+            }
+            let live_backups = record
+                .backups
+                .iter()
+                .filter(|backup| view.contains(**backup))
+                .count();
+            if live_backups < wanted_backups {
+                summary.under_replicated += 1;
+            }
+        }
+        for (member, peer) in self.peers.lock().iter() {
+            if let Some(link) = &peer.link {
+                summary.lag_ms.insert(*member, link.lag_ms(now_ms));
+            }
+        }
+        summary
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Internals shared by the submodules
+
+    fn ctx(&self, now_ms: u64) -> Ctx {
+        Ctx {
+            now_ms,
+            view: self.view.read().clone(),
+        }
+    }
+
+    fn mark_active(&self, partition: u32) {
+        if let Some(flag) = self.active.get(partition as usize) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    /// After any change to a partition's state: keeps its tick flag true while it has work.
+    fn finish(&self, partition: u32, state: &PartitionState) {
+        if state.needs_tick() {
+            self.mark_active(partition);
+        }
+    }
+
+    fn mark_all_for_evaluation(&self) {
+        for partition in 0..self.config.num_partitions {
+            self.partitions[partition as usize].lock().needs_evaluation = true;
+            self.mark_active(partition);
+        }
+    }
+
+    fn evaluate_all(&self, now_ms: u64) {
+        let ctx = self.ctx(now_ms);
+        for partition in 0..self.config.num_partitions {
+            let mut state = self.partitions[partition as usize].lock();
+            self.evaluate(partition, &mut state, &ctx);
+            self.run_deferred(partition, &mut state, &ctx);
+            self.finish(partition, &state);
+        }
+    }
+
+    /// Why operations must wait now, if they must. `request_fence`: a stale membership loop
+    /// asks the next tick to fence this node.
+    fn gate_reason(&self, now_ms: u64, request_fence: bool) -> Option<WaitReason> {
+        let last_alive_ms = self.last_alive_ms.load(Ordering::Acquire);
+        if now_ms > last_alive_ms.saturating_add(self.config.stall_fence_ms) {
+            if request_fence {
+                self.fence_requested.store(true, Ordering::Release);
+            }
+            return Some(WaitReason::Fenced);
+        }
+        if self.gate_open.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(if self.fenced.load(Ordering::Acquire) {
+            WaitReason::Fenced
+        } else {
+            WaitReason::TableExchange
+        })
+    }
+
+    /// Opens the gate when every view member's table arrived (ending a fence), closes it
+    /// otherwise; wakes every partition's waiters when it opens.
+    fn recompute_gate(&self) {
+        let view = self.view.read().clone();
+        let me = self.config.me;
+        let all_exchanged = {
+            let peers = self.peers.lock();
+            view.sorted
+                .iter()
+                .filter(|member| **member != me)
+                .all(|member| {
+                    peers.get(member).is_some_and(|peer| {
+                        peer.exchanged_since_admission
+                            && peer.link.as_ref().is_none_or(|link| link.is_exchanged())
+                    })
+                })
+        };
+        if all_exchanged {
+            self.fenced.store(false, Ordering::Release);
+        }
+        let was_open = self.gate_open.swap(all_exchanged, Ordering::AcqRel);
+        if all_exchanged && !was_open {
+            for partition in 0..self.config.num_partitions {
+                self.host.partition_changed(partition);
+            }
+            self.mark_all_for_evaluation();
+        }
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    fn link(&self, member: Member) -> Option<Arc<PeerLink>> {
+        self.peers.lock().get(&member)?.link.clone()
+    }
+
+    /// The link to `member` if it is up and its table exchange is done.
+    fn ready_link(&self, member: Member) -> Option<Arc<PeerLink>> {
+        self.link(member).filter(|link| link.is_exchanged())
+    }
+
+    fn linked_peers(&self) -> Vec<Member> {
+        self.peers
+            .lock()
+            .iter()
+            .filter(|(_, peer)| peer.link.is_some())
+            .map(|(member, _)| *member)
+            .collect()
+    }
+
+    /// Sends through the host and notes the frame for the lag measurement.
+    fn send(&self, to: Member, message: &PeerMessage, now_ms: u64) -> Option<u64> {
+        let frame = self.host.send(to, message)?;
+        if let Some(link) = self.link(to) {
+            link.note_sent(frame, now_ms);
+        }
+        Some(frame)
+    }
+
+    fn send_response(&self, to: Member, id: u64, result: RelayResult, now_ms: u64) {
+        self.send(to, &PeerMessage::Response { id, result }, now_ms);
+    }
+
+    fn send_table(&self, to: Member, now_ms: u64) {
+        let records: Vec<(u32, Record)> = (0..self.config.num_partitions)
+            .filter_map(|partition| {
+                let state = self.partitions[partition as usize].lock();
+                state.record.clone().map(|record| (partition, record))
+            })
+            .collect();
+        self.send(to, &PeerMessage::Table { records }, now_ms);
+    }
+
+    /// Keeps the table digest equal to the sum of the partitions' record digests.
+    fn update_digest(&self, partition: u32, old: Option<&Record>, new: Option<&Record>) {
+        let delta = record_digest(partition, new).wrapping_sub(record_digest(partition, old));
+        self.table_digest.fetch_add(delta, Ordering::AcqRel);
+    }
+
+    /// Sends relayed replies whose waits are all over.
+    fn complete_pending_replies(&self) {
+        let ready: Vec<PendingReply> = {
+            let mut pending = self.pending_replies.lock();
+            if pending.is_empty() {
+                return;
+            }
+            let (ready, waiting): (Vec<PendingReply>, Vec<PendingReply>) =
+                std::mem::take(&mut *pending)
+                    .into_iter()
+                    .partition(|reply| {
+                        reply
+                            .waits
+                            .iter()
+                            .all(|(link, frame)| link.is_satisfied(*frame))
+                    });
+            *pending = waiting;
+            ready
+        };
+        let now_ms = self.last_alive_ms.load(Ordering::Acquire);
+        for reply in ready {
+            self.send_response(reply.to, reply.id, RelayResult::Reply(reply.reply), now_ms);
+        }
+    }
+
+    /// Whether the handoff of `state` (if any) is past the point where the new primary may
+    /// have taken over.
+    fn handoff_sent(state: &PartitionState) -> bool {
+        state
+            .primary
+            .as_ref()
+            .and_then(|primary| primary.handoff.as_ref())
+            .is_some_and(|handoff| !matches!(handoff.phase, HandoffPhase::Draining))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node_id::{Incarnation, NodeId};
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    struct NullHost;
+
+    impl Host for NullHost {
+        fn send(&self, _to: Member, _message: &PeerMessage) -> Option<u64> {
+            None
+        }
+        fn backlog_bytes(&self, _to: Member) -> usize {
+            0
+        }
+        fn partition_changed(&self, _partition: u32) {}
+        fn acked(&self, _from: Member, _frames: u64) {}
+    }
+
+    #[test]
+    fn the_engine_is_send_and_sync() {
+        assert_send_sync::<Engine<NullHost>>();
+    }
+
+    #[test]
+    fn invalid_configurations_are_named() {
+        let me = Member {
+            id: NodeId::from_name("a"),
+            incarnation: Incarnation(1),
+        };
+        let check = |change: &dyn Fn(&mut EngineConfig), field: &str| {
+            let mut config = EngineConfig::new(me, "a", 16);
+            change(&mut config);
+            match config.validate() {
+                Err(EngineError::InvalidConfig { field: actual, .. }) => assert_eq!(actual, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        };
+        assert_eq!(EngineConfig::new(me, "a", 16).validate(), Ok(()));
+        check(&|config| config.num_partitions = 3, "num_partitions");
+        check(&|config| config.backups = 8, "backups");
+        check(&|config| config.name = String::new(), "name");
+        check(
+            &|config| config.snapshot_chunk_items = 0,
+            "snapshot_chunk_items",
+        );
+        check(
+            &|config| config.pending_replies_max = 0,
+            "pending_replies_max",
+        );
+        check(&|config| config.stall_fence_ms = 0, "stall_fence_ms");
+    }
+
+    #[test]
+    fn an_engine_refuses_a_store_of_another_shape() {
+        let me = Member {
+            id: NodeId::from_name("a"),
+            incarnation: Incarnation(1),
+        };
+        let store = Arc::new(
+            Store::new(store::StoreConfig {
+                num_partitions: 8,
+                node_id: me.id.0,
+                ..store::StoreConfig::default()
+            })
+            .expect("valid store"),
+        );
+        let config = EngineConfig::new(me, "a", 16);
+        assert!(matches!(
+            Engine::new(config, store, NullHost, 0),
+            Err(EngineError::StoreMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,756 @@
+//! The ownership rules (PROTOCOL.md §5): adopting records (deposition), claims, promotions,
+//! dropping data, merges out, and the relayed-request path with its deferred queues.
+
+use std::sync::atomic::Ordering;
+
+use store::{ExportCursor, Op};
+
+use super::state::{
+    Deferred, Following, HandoffPhase, MergeOut, PartitionState, PrimaryState, StreamMember,
+    StreamPhase,
+};
+use super::{Ctx, Engine, Execution, Host, PendingReply, WaitReason, WriteMode};
+use crate::table::{Epoch, Member, Record};
+use crate::wire::{PeerMessage, RelayResult, SmallList, UnavailableReason};
+
+/// What an evaluation decided for a partition that this node is not primary of.
+enum Action {
+    Nothing,
+    Claim,
+    Promote,
+}
+
+impl<H: Host> Engine<H> {
+    /// Adopts `record` for `partition` if it is higher than the one held, and acts on the change
+    /// at once (a deposed primary stops accepting writes before this returns). Returns whether
+    /// it was adopted.
+    pub(super) fn adopt_record(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        record: Record,
+        ctx: &Ctx,
+    ) -> bool {
+        if state.record.as_ref().is_some_and(|held| *held >= record) {
+            return false;
+        }
+        let old = state.record.replace(record);
+        self.update_digest(partition, old.as_ref(), state.record.as_ref());
+        self.stats.records_adopted.fetch_add(1, Ordering::Relaxed);
+        self.on_record_changed(partition, state, ctx);
+        true
+    }
+
+    /// The record of `partition` changed to one this node did not author: role transitions.
+    fn on_record_changed(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
+        let me = self.config.me;
+        let Some(new) = state.record.clone() else {
+            return;
+        };
+        state.needs_evaluation = true;
+        state.primary_in_view = ctx.view.contains(new.primary);
+        self.host.partition_changed(partition);
+        if new.primary == me {
+            if state.primary.is_none() {
+                // Only the handoff path makes this node primary through a record it did not
+                // author, and it sets the primary state itself. Should a record name it anyway,
+                // it acts as a primary without backups; the rules re-replicate.
+                state.primary = Some(PrimaryState::new());
+                state.following = None;
+                state.merge = None;
+            }
+            return;
+        }
+        let handoff_sent = Self::handoff_sent(state);
+        if let Some(primary) = state.primary.take() {
+            self.abandon_snapshots(&primary);
+            if let Some(handoff) = &primary.handoff
+                && let Some(handoff_record) = handoff.phase.record()
+                && new.epoch >= handoff_record.epoch
+            {
+                let duration_ms = ctx.now_ms.saturating_sub(handoff.started_ms);
+                self.stats
+                    .handoffs_completed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .handoff_duration_ms_total
+                    .fetch_add(duration_ms, Ordering::Relaxed);
+                self.stats
+                    .handoff_duration_ms_max
+                    .fetch_max(duration_ms, Ordering::Relaxed);
+            }
+            if handoff_sent {
+                // Every backup acknowledged everything before the handoff was sent, so the new
+                // primary holds all this node had: no merge. It follows the new primary's
+                // tenure from its first frame.
+                if new.is_backup(me) {
+                    state.following = Some(Following {
+                        primary: new.primary,
+                        next_seq: 1,
+                        receiving: false,
+                        listed_epoch: Some(new.epoch),
+                    });
+                }
+            } else {
+                // Deposed by a record this node did not cause (§5 rule 4): whatever it
+                // accepted may be missing on the new primary.
+                self.stats.depositions.fetch_add(1, Ordering::Relaxed);
+                self.start_merge(state);
+            }
+            return;
+        }
+        match state.following.take() {
+            Some(mut following) if following.primary == new.primary => {
+                if new.is_backup(me) {
+                    following.listed_epoch.get_or_insert(new.epoch);
+                    state.following = Some(following);
+                } else if following
+                    .listed_epoch
+                    .is_some_and(|listed| new.epoch > listed)
+                {
+                    // Its primary listed it before and no longer does: removed.
+                } else {
+                    state.following = Some(following);
+                }
+            }
+            Some(following) => {
+                let synced = !following.receiving;
+                // A handoff keeps the old primary among the owners, and the old primary made
+                // sure every backup had everything first; any other change of primary
+                // (promotion, claim, a split's winner) may leave this node with writes the new
+                // primary lacks.
+                let handoff = new.is_owner(following.primary);
+                if synced && !handoff {
+                    self.start_merge(state);
+                }
+                if synced && new.is_backup(me) {
+                    state.following = Some(Following {
+                        primary: new.primary,
+                        next_seq: 1,
+                        receiving: false,
+                        listed_epoch: Some(new.epoch),
+                    });
+                }
+            }
+            None => {
+                if new.is_backup(me) {
+                    // Listed as synced, but this node does not follow anyone (its link to the
+                    // old primary dropped): the new primary must send it a snapshot.
+                    self.send_resync(new.primary, partition, ctx.now_ms);
+                }
+            }
+        }
+    }
+
+    /// Evaluates the ownership rules of `partition` (PROTOCOL.md §5).
+    pub(super) fn evaluate(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
+        state.needs_evaluation = false;
+        let me = self.config.me;
+        state.primary_in_view = state
+            .record
+            .as_ref()
+            .is_some_and(|record| ctx.view.contains(record.primary));
+        if !self.is_fenced() {
+            let action = match &state.record {
+                None => {
+                    if self.may_claim(ctx)
+                        && ctx.view.placement.target_primary(partition) == Some(me)
+                    {
+                        Action::Claim
+                    } else {
+                        Action::Nothing
+                    }
+                }
+                Some(record) if record.primary == me => {
+                    self.primary_duties(partition, state, ctx);
+                    Action::Nothing
+                }
+                Some(record) if ctx.view.contains(record.primary) => Action::Nothing,
+                Some(record) => {
+                    match record
+                        .backups
+                        .iter()
+                        .copied()
+                        .find(|backup| ctx.view.contains(*backup))
+                    {
+                        Some(first) if first == me => Action::Promote,
+                        Some(_) => Action::Nothing,
+                        None if self.may_claim(ctx)
+                            && ctx.view.placement.target_primary(partition) == Some(me) =>
+                        {
+                            Action::Claim
+                        }
+                        None => Action::Nothing,
+                    }
+                }
+            };
+            match action {
+                Action::Nothing => {}
+                Action::Claim => self.claim(partition, state, ctx),
+                Action::Promote => self.promote(partition, state, ctx),
+            }
+        }
+        self.refresh_merge(state, ctx);
+        self.drop_unowned_data(partition, state);
+    }
+
+    /// Whether this node may claim partitions: its gate is open (tables exchanged with its
+    /// view) and it exchanged tables with someone or waited out the join time (§5 rule 2).
+    fn may_claim(&self, ctx: &Ctx) -> bool {
+        self.gate_open.load(Ordering::Acquire)
+            && (self.exchanged_with_any.load(Ordering::Acquire)
+                || ctx.now_ms >= self.started_ms.saturating_add(self.config.join_wait_ms))
+    }
+
+    /// Rule 2: the target primary takes a partition nobody (alive) owns, with whatever it holds.
+    fn claim(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
+        let me = self.config.me;
+        let suspect_before_hlc = state
+            .record
+            .as_ref()
+            .map_or(0, |record| record.suspect_before_hlc);
+        if state.record.is_some() {
+            // Every owner is gone: more nodes failed than there are backups.
+            self.stats.lost_partitions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.claims.fetch_add(1, Ordering::Relaxed);
+        state.following = None;
+        state.merge = None;
+        state.primary = Some(PrimaryState::new());
+        self.author_record(
+            partition,
+            state,
+            me,
+            Vec::new(),
+            suspect_before_hlc,
+            ctx.now_ms,
+        );
+    }
+
+    /// Rule 1: the first live backup of a record whose primary left becomes primary.
+    fn promote(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
+        let me = self.config.me;
+        let Some(record) = state.record.clone() else {
+            return;
+        };
+        let synced = state
+            .following
+            .as_ref()
+            .is_some_and(|following| following.primary == record.primary && !following.receiving);
+        if !synced {
+            self.stats
+                .promotions_unsynced
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+        let suspect_before_hlc = match self.config.write_mode {
+            WriteMode::Through => record.suspect_before_hlc,
+            WriteMode::Delayed => {
+                // The dead primary's last writes may not have arrived; which keys they touched
+                // cannot be known, so every key older than now is possibly stale (§9.2).
+                let marked = self.store.partition(partition).num_keys();
+                self.stats
+                    .failover_marked_keys
+                    .fetch_add(marked, Ordering::Relaxed);
+                self.store
+                    .hlc()
+                    .now(ctx.now_ms)
+                    .hlc
+                    .max(record.suspect_before_hlc)
+            }
+        };
+        let mut primary = PrimaryState::new();
+        for backup in record.backups.iter().copied() {
+            if backup == me || !ctx.view.contains(backup) {
+                continue;
+            }
+            if let Some(link) = self.link(backup) {
+                // They switch to this node's tenure, from its first frame, when they adopt the
+                // record, which is queued before any frame.
+                primary.stream.push(StreamMember {
+                    member: backup,
+                    link,
+                    phase: StreamPhase::Synced,
+                    last_frame: 0,
+                    unreachable: false,
+                });
+            }
+        }
+        let backups: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
+        state.following = None;
+        state.merge = None;
+        state.primary = Some(primary);
+        self.author_record(
+            partition,
+            state,
+            me,
+            backups,
+            suspect_before_hlc,
+            ctx.now_ms,
+        );
+    }
+
+    /// Authors a new record of `partition` (epoch: the held term + 1, this node), holds it and
+    /// pushes it to every linked peer.
+    pub(super) fn author_record(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        primary: Member,
+        backups: Vec<Member>,
+        suspect_before_hlc: u64,
+        now_ms: u64,
+    ) {
+        let term = state.record.as_ref().map_or(0, |record| record.epoch.term) + 1;
+        let record = Record {
+            epoch: Epoch {
+                term,
+                node: self.config.me.id,
+            },
+            primary,
+            backups,
+            suspect_before_hlc,
+        };
+        let old = state.record.replace(record.clone());
+        self.update_digest(partition, old.as_ref(), Some(&record));
+        self.stats.records_authored.fetch_add(1, Ordering::Relaxed);
+        state.primary_in_view = true;
+        self.push_record(partition, record, now_ms);
+        self.host.partition_changed(partition);
+    }
+
+    pub(super) fn push_record(&self, partition: u32, record: Record, now_ms: u64) {
+        let message = PeerMessage::Record { partition, record };
+        for peer in self.linked_peers() {
+            self.send(peer, &message, now_ms);
+        }
+    }
+
+    pub(super) fn send_resync(&self, to: Member, partition: u32, now_ms: u64) {
+        self.stats.resyncs_sent.fetch_add(1, Ordering::Relaxed);
+        self.send(to, &PeerMessage::Resync { partition }, now_ms);
+    }
+
+    /// Starts merging this node's data of the partition into its primary (sent by the tick).
+    pub(super) fn start_merge(&self, state: &mut PartitionState) {
+        if state.merge.is_some() {
+            return;
+        }
+        self.stats.merges_started.fetch_add(1, Ordering::Relaxed);
+        state.merge = Some(MergeOut {
+            target: None,
+            cursor: ExportCursor::new(),
+            last_frame: None,
+            retry_after_ms: 0,
+        });
+    }
+
+    /// Points a merge at the record's primary when it is alive and linked; a new target starts
+    /// the merge over.
+    fn refresh_merge(&self, state: &mut PartitionState, ctx: &Ctx) {
+        let me = self.config.me;
+        let Some(merge) = &mut state.merge else {
+            return;
+        };
+        let wanted = state
+            .record
+            .as_ref()
+            .map(|record| record.primary)
+            .filter(|primary| *primary != me && ctx.view.contains(*primary));
+        let current = merge
+            .target
+            .as_ref()
+            .filter(|(_, link)| !link.is_released())
+            .map(|(member, _)| *member);
+        if current.is_some() && current == wanted {
+            return;
+        }
+        merge.target = wanted.and_then(|member| Some((member, self.ready_link(member)?)));
+        merge.cursor = ExportCursor::new();
+        merge.last_frame = None;
+    }
+
+    /// Rule 5: data of a partition this node neither owns, follows nor merges is dropped.
+    fn drop_unowned_data(&self, partition: u32, state: &mut PartitionState) {
+        let me = self.config.me;
+        if state.primary.is_some() || state.merge.is_some() || state.following.is_some() {
+            return;
+        }
+        if state
+            .record
+            .as_ref()
+            .is_some_and(|record| record.is_backup(me))
+        {
+            return;
+        }
+        let mut data = self.store.partition(partition);
+        if data.num_keys() > 0 || data.num_tombstones() > 0 {
+            data.clear();
+            self.stats
+                .partitions_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The link to `peer` went down: what `partition` was doing with it ends.
+    pub(super) fn forget_link(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        peer: Member,
+        ctx: &Ctx,
+    ) {
+        let before = state.deferred.len();
+        state.deferred.retain(|deferred| deferred.from != peer);
+        self.deferred_total
+            .fetch_sub(before - state.deferred.len(), Ordering::AcqRel);
+        if state
+            .following
+            .as_ref()
+            .is_some_and(|following| following.primary == peer)
+        {
+            // Frames may have been lost with the link: this node is no longer in step.
+            state.following = None;
+            state.needs_evaluation = true;
+        }
+        if let Some(merge) = &mut state.merge
+            && merge
+                .target
+                .as_ref()
+                .is_some_and(|(member, _)| *member == peer)
+        {
+            merge.target = None;
+            merge.cursor = ExportCursor::new();
+            merge.last_frame = None;
+            state.needs_evaluation = true;
+        }
+        let Some(primary) = &mut state.primary else {
+            return;
+        };
+        let mut handoff_unresolved = false;
+        if let Some(handoff) = &mut primary.handoff {
+            if handoff.to == peer {
+                match std::mem::replace(&mut handoff.phase, HandoffPhase::Draining) {
+                    HandoffPhase::Draining => {
+                        primary.handoff = None;
+                        self.stats.handoffs_aborted.fetch_add(1, Ordering::Relaxed);
+                        self.host.partition_changed(partition);
+                    }
+                    HandoffPhase::Sent { record } | HandoffPhase::Uncertain { record } => {
+                        handoff.phase = HandoffPhase::Uncertain { record };
+                        handoff_unresolved = true;
+                    }
+                }
+            } else {
+                handoff_unresolved = !matches!(handoff.phase, HandoffPhase::Draining);
+            }
+        }
+        let had_member = primary.stream.iter().any(|member| member.member == peer);
+        if had_member {
+            let removed: Vec<StreamMember> = primary
+                .stream
+                .extract_if(.., |member| member.member == peer)
+                .collect();
+            for member in removed {
+                if matches!(member.phase, StreamPhase::Snapshot { .. }) {
+                    self.snapshot_finished(false);
+                }
+            }
+        }
+        state.needs_evaluation = true;
+        // A backup reached through this link may have missed frames: it is no longer synced.
+        // While a handoff may have taken effect, this node must not author records (the new
+        // primary's record would compete with its own); the new primary, or this node once the
+        // handoff is resolved, removes it.
+        if !handoff_unresolved
+            && let Some(record) = state.record.clone()
+            && record.is_backup(peer)
+        {
+            let backups: Vec<Member> = record
+                .backups
+                .iter()
+                .copied()
+                .filter(|backup| *backup != peer)
+                .collect();
+            self.author_record(
+                partition,
+                state,
+                record.primary,
+                backups,
+                record.suspect_before_hlc,
+                ctx.now_ms,
+            );
+        }
+    }
+
+    /// A pushed record arrived.
+    pub(super) fn handle_record(&self, from: Member, partition: u32, record: Record, ctx: &Ctx) {
+        let mut state = self.partitions[partition as usize].lock();
+        if self.adopt_record(partition, &mut state, record.clone(), ctx) {
+            self.evaluate(partition, &mut state, ctx);
+            self.run_deferred(partition, &mut state, ctx);
+        } else if let Some(held) = &state.record
+            && *held > record
+        {
+            // The sender is behind: tell it.
+            let message = PeerMessage::Record {
+                partition,
+                record: held.clone(),
+            };
+            self.send(from, &message, ctx.now_ms);
+        }
+        self.finish(partition, &state);
+    }
+
+    /// A whole table arrived: adopt what is newer, then count the exchange as done (in that
+    /// order, so this node never counts as synced with a peer whose newer records it has not
+    /// adopted yet).
+    pub(super) fn handle_table(&self, from: Member, records: Vec<(u32, Record)>, ctx: &Ctx) {
+        for (partition, record) in records {
+            let Some(slot) = self.partitions.get(partition as usize) else {
+                self.stats
+                    .invalid_partitions
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let mut state = slot.lock();
+            if self.adopt_record(partition, &mut state, record, ctx) {
+                self.evaluate(partition, &mut state, ctx);
+                self.run_deferred(partition, &mut state, ctx);
+            }
+            self.finish(partition, &state);
+        }
+        {
+            let mut peers = self.peers.lock();
+            if let Some(peer) = peers.get_mut(&from) {
+                if let Some(link) = &peer.link {
+                    link.set_exchanged(true);
+                }
+                peer.exchanged_since_admission = true;
+                peer.digest_mismatches = 0;
+            }
+        }
+        self.exchanged_with_any.store(true, Ordering::Release);
+        // A handoff to `from` whose outcome was unknown: its table says whether it took over.
+        for partition in 0..self.config.num_partitions {
+            let mut state = self.partitions[partition as usize].lock();
+            let unresolved = state
+                .primary
+                .as_ref()
+                .and_then(|primary| primary.handoff.as_ref())
+                .is_some_and(|handoff| {
+                    handoff.to == from && matches!(handoff.phase, HandoffPhase::Uncertain { .. })
+                });
+            if unresolved {
+                // Still primary under the old record after adopting `from`'s table: the
+                // handoff never took effect.
+                if let Some(primary) = &mut state.primary {
+                    primary.handoff = None;
+                }
+                self.stats.handoffs_aborted.fetch_add(1, Ordering::Relaxed);
+                self.host.partition_changed(partition);
+                self.evaluate(partition, &mut state, ctx);
+                self.run_deferred(partition, &mut state, ctx);
+                self.finish(partition, &state);
+            }
+        }
+        self.recompute_gate();
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Relayed requests
+
+    /// Why an operation of this partition cannot execute here now, if it cannot.
+    pub(super) fn refusal(&self, state: &PartitionState, now_ms: u64) -> Option<Execution> {
+        let Some(primary) = &state.primary else {
+            return Some(match &state.record {
+                None => Execution::Wait {
+                    reason: WaitReason::NoRecord,
+                },
+                Some(record) if state.primary_in_view && record.primary != self.config.me => {
+                    Execution::Forward(record.primary)
+                }
+                Some(_) => Execution::Wait {
+                    reason: WaitReason::NoLivePrimary,
+                },
+            });
+        };
+        if primary.handoff.is_some() {
+            return Some(Execution::Wait {
+                reason: WaitReason::Handoff,
+            });
+        }
+        self.gate_reason(now_ms, true)
+            .map(|reason| Execution::Wait { reason })
+    }
+
+    pub(super) fn handle_request(
+        &self,
+        from: Member,
+        id: u64,
+        partition: u32,
+        db: u8,
+        op: Op,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        if !state.deferred.is_empty() {
+            // Earlier requests of this partition wait: this one queues behind them.
+            self.defer(&mut state, from, id, db, op, ctx.now_ms);
+        } else {
+            match self.refusal(&state, ctx.now_ms) {
+                None => self.serve_request(partition, &mut state, from, id, db, op, ctx.now_ms),
+                Some(Execution::Wait {
+                    reason: WaitReason::Handoff | WaitReason::Fenced | WaitReason::TableExchange,
+                }) => self.defer(&mut state, from, id, db, op, ctx.now_ms),
+                Some(_) => self.send_response(
+                    from,
+                    id,
+                    RelayResult::NotPrimary {
+                        record: state.record.clone(),
+                    },
+                    ctx.now_ms,
+                ),
+            }
+        }
+        self.finish(partition, &state);
+    }
+
+    /// Executes a relayed request (the caller checked it may) and answers, now or after the
+    /// write-through acknowledgements.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_request(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        from: Member,
+        id: u64,
+        db: u8,
+        op: Op,
+        now_ms: u64,
+    ) {
+        if self.pending_replies.lock().len() >= self.config.pending_replies_max {
+            self.send_response(
+                from,
+                id,
+                RelayResult::Unavailable {
+                    reason: UnavailableReason::TooManyPendingReplies,
+                },
+                now_ms,
+            );
+            return;
+        }
+        let (reply, waits) = self.execute_unchecked(partition, state, db, op, now_ms);
+        if waits.is_empty() {
+            self.send_response(from, id, RelayResult::Reply(reply), now_ms);
+            return;
+        }
+        let Some(primary) = &state.primary else {
+            self.send_response(from, id, RelayResult::Reply(reply), now_ms);
+            return;
+        };
+        let links: SmallList<_> = waits
+            .iter()
+            .filter_map(|(member, frame)| {
+                primary
+                    .stream_member(*member)
+                    .map(|entry| (entry.link.clone(), *frame))
+            })
+            .collect();
+        self.pending_replies.lock().push(PendingReply {
+            to: from,
+            id,
+            reply,
+            waits: links,
+        });
+        // An acknowledgement may have arrived in between.
+        self.complete_pending_replies();
+    }
+
+    fn defer(
+        &self,
+        state: &mut PartitionState,
+        from: Member,
+        id: u64,
+        db: u8,
+        op: Op,
+        now_ms: u64,
+    ) {
+        if state.deferred.len() >= self.config.deferred_per_partition_max {
+            self.stats.deferred_rejected.fetch_add(1, Ordering::Relaxed);
+            self.send_response(
+                from,
+                id,
+                RelayResult::Unavailable {
+                    reason: UnavailableReason::DeferredQueueFull,
+                },
+                now_ms,
+            );
+            return;
+        }
+        self.stats.deferred_requests.fetch_add(1, Ordering::Relaxed);
+        self.deferred_total.fetch_add(1, Ordering::AcqRel);
+        state.deferred.push_back(Deferred {
+            from,
+            id,
+            db,
+            op,
+            since_ms: now_ms,
+        });
+    }
+
+    /// Runs the deferred requests of a partition that can run now, in order.
+    pub(super) fn run_deferred(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
+        while let Some(front) = state.deferred.front() {
+            if ctx.now_ms.saturating_sub(front.since_ms) > self.config.deferred_wait_ms_max {
+                if let Some(expired) = state.deferred.pop_front() {
+                    self.deferred_total.fetch_sub(1, Ordering::AcqRel);
+                    self.stats
+                        .deferred_timed_out
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.send_response(
+                        expired.from,
+                        expired.id,
+                        RelayResult::Unavailable {
+                            reason: UnavailableReason::WaitTimedOut,
+                        },
+                        ctx.now_ms,
+                    );
+                }
+                continue;
+            }
+            let refusal = self.refusal(state, ctx.now_ms);
+            if matches!(
+                refusal,
+                Some(Execution::Wait {
+                    reason: WaitReason::Handoff | WaitReason::Fenced | WaitReason::TableExchange,
+                })
+            ) {
+                break;
+            }
+            let Some(deferred) = state.deferred.pop_front() else {
+                break;
+            };
+            self.deferred_total.fetch_sub(1, Ordering::AcqRel);
+            match refusal {
+                None => self.serve_request(
+                    partition,
+                    state,
+                    deferred.from,
+                    deferred.id,
+                    deferred.db,
+                    deferred.op,
+                    ctx.now_ms,
+                ),
+                Some(_) => self.send_response(
+                    deferred.from,
+                    deferred.id,
+                    RelayResult::NotPrimary {
+                        record: state.record.clone(),
+                    },
+                    ctx.now_ms,
+                ),
+            }
+        }
+    }
+}

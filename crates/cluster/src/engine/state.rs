@@ -1,0 +1,165 @@
+//! The per-partition state of the engine: the record, and what this node is doing for the
+//! partition as its primary, as a follower of its primary, or as a deposed owner merging.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use store::{ExportCursor, Op};
+
+use super::link::PeerLink;
+use crate::table::{Epoch, Member, Record};
+
+/// Everything the engine holds for one partition, behind the partition's mutex (taken before
+/// the store's partition lock, always in that order).
+#[derive(Debug, Default)]
+pub(crate) struct PartitionState {
+    /// The highest record seen.
+    pub(crate) record: Option<Record>,
+    /// Present exactly when `record` names this node primary.
+    pub(crate) primary: Option<PrimaryState>,
+    /// The primary whose stream this node applies (as a backup, or receiving a snapshot).
+    pub(crate) following: Option<Following>,
+    /// Data this node holds that the current primary may lack, being sent to it (§10).
+    pub(crate) merge: Option<MergeOut>,
+    /// Relayed requests that must wait (handoff, fence), oldest first; bounded.
+    pub(crate) deferred: VecDeque<Deferred>,
+    /// The ownership rules must be evaluated again.
+    pub(crate) needs_evaluation: bool,
+    /// Cached from the last evaluation: the record's primary is in the view.
+    pub(crate) primary_in_view: bool,
+}
+
+impl PartitionState {
+    /// Whether the tick has work here: pacing, timeouts, deferred requests or an evaluation.
+    pub(crate) fn needs_tick(&self) -> bool {
+        self.needs_evaluation
+            || !self.deferred.is_empty()
+            || self.merge.is_some()
+            || self.primary.as_ref().is_some_and(|primary| {
+                primary.handoff.is_some()
+                    || primary
+                        .stream
+                        .iter()
+                        .any(|member| !matches!(member.phase, StreamPhase::Synced))
+            })
+    }
+}
+
+/// This node is the partition's primary.
+#[derive(Debug)]
+pub(crate) struct PrimaryState {
+    /// The sequence number of the next `Replicate` of this tenure (tenures start at 1).
+    pub(crate) next_seq: u64,
+    /// Members receiving the stream: synced backups and snapshot receivers.
+    pub(crate) stream: Vec<StreamMember>,
+    /// A handoff of this partition in progress.
+    pub(crate) handoff: Option<HandoffOut>,
+}
+
+impl PrimaryState {
+    pub(crate) fn new() -> PrimaryState {
+        PrimaryState {
+            next_seq: 1,
+            stream: Vec::new(),
+            handoff: None,
+        }
+    }
+
+    pub(crate) fn stream_member(&self, member: Member) -> Option<&StreamMember> {
+        self.stream.iter().find(|entry| entry.member == member)
+    }
+
+    pub(crate) fn is_synced(&self, member: Member) -> bool {
+        self.stream_member(member)
+            .is_some_and(|entry| matches!(entry.phase, StreamPhase::Synced) && !entry.unreachable)
+    }
+}
+
+/// One member of a primary's stream.
+#[derive(Debug)]
+pub(crate) struct StreamMember {
+    pub(crate) member: Member,
+    pub(crate) link: Arc<PeerLink>,
+    pub(crate) phase: StreamPhase,
+    /// The number of the last frame of this partition queued to it.
+    pub(crate) last_frame: u64,
+    /// A send to it failed (no link): it is removed at the next chance.
+    pub(crate) unreachable: bool,
+}
+
+/// Where a stream member stands.
+#[derive(Debug)]
+pub(crate) enum StreamPhase {
+    /// It holds the partition and is a backup in the record.
+    Synced,
+    /// A snapshot is being sent; the cursor says how far.
+    Snapshot { cursor: ExportCursor },
+    /// Every chunk was sent; waiting for `SnapshotDone`.
+    SnapshotEnded,
+}
+
+/// A handoff of primaryship to `to` (PROTOCOL.md §8).
+#[derive(Debug)]
+pub(crate) struct HandoffOut {
+    pub(crate) to: Member,
+    pub(crate) started_ms: u64,
+    pub(crate) phase: HandoffPhase,
+}
+
+/// Where a handoff stands.
+#[derive(Debug)]
+pub(crate) enum HandoffPhase {
+    /// Operations stopped; waiting until every stream member acknowledged the last frame, so
+    /// every backup holds everything before the new primary takes over.
+    Draining,
+    /// `Handoff` was queued to the new primary.
+    Sent { record: Record },
+    /// The link to the new primary dropped after `Handoff` was queued: it may or may not have
+    /// taken over. Operations keep waiting until its table says which, or it leaves the view.
+    Uncertain { record: Record },
+}
+
+impl HandoffPhase {
+    pub(crate) fn record(&self) -> Option<&Record> {
+        match self {
+            HandoffPhase::Draining => None,
+            HandoffPhase::Sent { record } | HandoffPhase::Uncertain { record } => Some(record),
+        }
+    }
+}
+
+/// This node applies `primary`'s stream for the partition.
+#[derive(Debug)]
+pub(crate) struct Following {
+    pub(crate) primary: Member,
+    /// The sequence number the next `Replicate` must have.
+    pub(crate) next_seq: u64,
+    /// Receiving a snapshot (false: the snapshot is complete, the node holds the partition).
+    pub(crate) receiving: bool,
+    /// The epoch of the first record of `primary` that listed this node as a backup: a later
+    /// record of the same primary without it means it was removed.
+    pub(crate) listed_epoch: Option<Epoch>,
+}
+
+/// Data being merged into the partition's primary.
+#[derive(Debug)]
+pub(crate) struct MergeOut {
+    /// The primary being merged into, once one is known, alive and linked.
+    pub(crate) target: Option<(Member, Arc<PeerLink>)>,
+    pub(crate) cursor: ExportCursor,
+    /// The frame number of the last merge frame, once queued: the merge is over when the
+    /// target acknowledged it.
+    pub(crate) last_frame: Option<u64>,
+    /// After a refusal, the merge starts over no sooner than this.
+    pub(crate) retry_after_ms: u64,
+}
+
+/// A relayed request waiting for its partition.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    pub(crate) from: Member,
+    pub(crate) id: u64,
+    pub(crate) db: u8,
+    pub(crate) op: Op,
+    pub(crate) since_ms: u64,
+}

@@ -1,0 +1,142 @@
+//! Engine counters (cheap atomics, read without locks) and the status summary.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::table::Member;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Engine counters since start, for metrics and the status page.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct EngineStats {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        /// The live counters. Relaxed atomics: statistics, never used to order memory.
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $( pub(crate) $name: AtomicU64, )*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> EngineStats {
+                EngineStats {
+                    $( $name: self.$name.load(Ordering::Relaxed), )*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Backups that promoted themselves (rule 1).
+    promotions,
+    /// Promotions by a backup that did not consider itself synced (it promoted anyway, being
+    /// the first live backup of the record).
+    promotions_unsynced,
+    /// Partitions claimed by this node (rule 2).
+    claims,
+    /// Claims of partitions that had a record whose owners were all gone: data loss.
+    lost_partitions,
+    /// Handoffs this node started as the old primary.
+    handoffs_started,
+    /// Handoffs that took effect (this node adopted the handoff record).
+    handoffs_completed,
+    /// Handoffs abandoned (target gone, refused, or draining timed out).
+    handoffs_aborted,
+    /// Sum of the durations of completed handoffs, in ms.
+    handoff_duration_ms_total,
+    /// Longest completed handoff, in ms.
+    handoff_duration_ms_max,
+    /// Handoffs this node accepted as the new primary.
+    handoffs_taken,
+    /// Snapshots started as a primary.
+    snapshots_sent,
+    /// Snapshots whose receiver reported `SnapshotDone`.
+    snapshots_completed,
+    /// Snapshots abandoned (link down, resync, lost primaryship).
+    snapshots_abandoned,
+    /// Snapshot bytes queued (estimated).
+    snapshot_bytes_sent,
+    /// Snapshots received completely.
+    snapshots_received,
+    /// Snapshot bytes received (estimated).
+    snapshot_bytes_received,
+    /// `Resync` requests sent.
+    resyncs_sent,
+    /// `Resync` requests received.
+    resyncs_received,
+    /// Replicated entries whose checksum did not match.
+    checksum_mismatches,
+    /// Replicated frames from a member this node does not follow, or with a gap.
+    stale_frames,
+    /// Merges started (as a deposed owner).
+    merges_started,
+    /// Merges whose last frame the primary acknowledged.
+    merges_completed,
+    /// Merge frames received.
+    merge_frames_received,
+    /// Keys applied from merges (the image was newer).
+    merged_keys,
+    /// Times this node stopped being primary because of a record it did not cause.
+    depositions,
+    /// Relayed requests that had to wait in a partition queue.
+    deferred_requests,
+    /// Relayed requests refused because a queue was full.
+    deferred_rejected,
+    /// Relayed requests that waited too long.
+    deferred_timed_out,
+    /// Keys marked possibly stale by delayed-write promotions.
+    failover_marked_keys,
+    /// Records this node authored.
+    records_authored,
+    /// Records adopted from others.
+    records_adopted,
+    /// Partitions whose data this node dropped (not an owner any more).
+    partitions_dropped,
+    /// Times this node fenced itself.
+    fences,
+    /// Table requests sent.
+    table_requests_sent,
+    /// Messages ignored because they named a partition out of range.
+    invalid_partitions,
+}
+
+/// What one member owns, as this node's table says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberOwnership {
+    /// Partitions it is primary of.
+    pub primaries: u32,
+    /// Partitions it is a backup of.
+    pub backups: u32,
+}
+
+/// The cluster as this node sees it, for status pages, metrics and the simulation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Per member named in the table.
+    pub ownership: BTreeMap<Member, MemberOwnership>,
+    /// Partitions with fewer synced backups than `min(backups, live nodes - 1)`.
+    pub under_replicated: u32,
+    /// Partitions without a record.
+    pub without_record: u32,
+    /// Partitions whose primary is not in this node's view.
+    pub without_live_primary: u32,
+    /// Handoffs this node has in progress as the old primary.
+    pub handoffs_in_progress: u32,
+    /// Snapshots this node is sending.
+    pub snapshots_in_progress: u32,
+    /// Snapshots this node is receiving.
+    pub snapshots_receiving: u32,
+    /// Merges this node is sending.
+    pub merges_in_progress: u32,
+    /// Relayed requests waiting in partition queues.
+    pub deferred_requests: u32,
+    /// Relayed replies waiting for write-through acknowledgements.
+    pub pending_replies: u32,
+    /// Replication lag per linked peer: age of the oldest unacknowledged frame, in ms.
+    pub lag_ms: BTreeMap<Member, u64>,
+    /// Whether this node accepts operations now (not fenced, tables exchanged).
+    pub gate_open: bool,
+}

@@ -1,0 +1,391 @@
+//! Replication and failover by hand: write-through waits, promotions, claims after data loss,
+//! delayed-write lag and stale marking, link resets and interrupted handoffs.
+
+mod engine_support;
+
+use bytes::Bytes;
+use cluster::engine::{Execution, WriteMode};
+use cluster::table::Member;
+use engine_support::{Cluster, PARTITIONS, keys, set_op};
+use store::Reply;
+
+/// A partition whose primary is `primary` (by index) in `observer`'s table.
+fn partition_with_primary(cluster: &Cluster, observer: usize, primary: usize) -> u32 {
+    (0..PARTITIONS)
+        .find(|&p| {
+            cluster.nodes[observer].engine.record(p).map(|r| r.primary)
+                == Some(cluster.nodes[primary].member)
+        })
+        .expect("the node is primary of some partition")
+}
+
+fn key_in(partition: u32, salt: &str) -> String {
+    (0..)
+        .map(|index| format!("{salt}:{index}"))
+        .find(|key| store::partition_of(key.as_bytes(), PARTITIONS) == partition)
+        .expect("some key maps to every partition")
+}
+
+fn three_nodes(configure: impl Fn(&mut cluster::engine::EngineConfig) + Copy) -> Cluster {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", configure);
+    let b = cluster.add("b", |config| {
+        configure(config);
+        config.join_wait_ms = 10_000;
+    });
+    let c = cluster.add("c", |config| {
+        configure(config);
+        config.join_wait_ms = 10_000;
+    });
+    cluster.run(20);
+    cluster.form(&[a, b, c]);
+    cluster.run(1_000);
+    cluster
+}
+
+#[test]
+fn a_write_through_write_waits_for_every_synced_backup() {
+    let mut cluster = three_nodes(|config| config.backups = 2);
+    let partition = partition_with_primary(&cluster, 0, 0);
+    let record = cluster.nodes[0].engine.record(partition).expect("record");
+    assert_eq!(record.backups.len(), 2);
+    let key = key_in(partition, "wt");
+    let execution =
+        cluster.nodes[0]
+            .engine
+            .execute(partition, 0, set_op(&key, "v"), cluster.now_ms);
+    let Execution::AwaitAcks { reply, waits } = execution else {
+        panic!("a write-through write with backups must wait: {execution:?}");
+    };
+    assert!(matches!(reply, Reply::Written { .. }));
+    let waited: Vec<Member> = waits.iter().map(|(member, _)| *member).collect();
+    let mut expected = record.backups.clone();
+    expected.sort();
+    let mut waited_sorted = waited.clone();
+    waited_sorted.sort();
+    assert_eq!(waited_sorted, expected);
+    // Not acknowledged before the backups handled the frame; acknowledged after.
+    for (member, frame) in waits.iter() {
+        assert!(cluster.nodes[0].host.acked(*member) < *frame);
+    }
+    cluster.deliver();
+    for backup in &record.backups {
+        let index = cluster.index_of(*backup).expect("known");
+        assert_eq!(cluster.stored(index, &key).as_deref(), Some(&b"v"[..]));
+    }
+}
+
+#[test]
+fn the_first_backup_is_promoted_when_the_primary_dies_and_holds_every_acknowledged_write() {
+    let mut cluster = three_nodes(|_| {});
+    let keys = keys(200);
+    for key in &keys {
+        cluster.set(1, key, &format!("{key}=1"));
+    }
+    // a dies: b and c remove it from their views; its links reset.
+    cluster.link_down(0, 1);
+    cluster.link_down(0, 2);
+    cluster.set_view(&[1, 2]);
+    cluster.run_only(&[1, 2], 1_000);
+    assert!(
+        cluster.nodes[1].engine.stats().promotions + cluster.nodes[2].engine.stats().promotions > 0
+    );
+    for key in &keys {
+        assert_eq!(
+            cluster.get(1, key),
+            Reply::Bulk(Bytes::from(format!("{key}=1"))),
+            "{key}"
+        );
+    }
+    assert_eq!(cluster.nodes[1].engine.stats().lost_partitions, 0);
+    assert_eq!(cluster.nodes[2].engine.stats().lost_partitions, 0);
+    cluster.assert_balanced(&[1, 2], 1);
+}
+
+#[test]
+fn with_two_backups_losing_the_primary_and_its_first_backup_at_once_loses_nothing() {
+    let mut cluster = three_nodes(|config| config.backups = 2);
+    let keys = keys(200);
+    for key in &keys {
+        cluster.set(2, key, key);
+    }
+    // a and b die together; c is the last backup of everything.
+    for dead in [0, 1] {
+        cluster.link_down(dead, 2);
+    }
+    cluster.link_down(0, 1);
+    cluster.set_view(&[2]);
+    cluster.run_only(&[2], 500);
+    for key in &keys {
+        assert_eq!(
+            cluster.get(2, key),
+            Reply::Bulk(Bytes::from(key.clone())),
+            "{key}"
+        );
+    }
+    assert_eq!(cluster.nodes[2].engine.stats().lost_partitions, 0);
+}
+
+#[test]
+fn a_partition_whose_owners_all_died_is_claimed_and_counted_as_lost() {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |config| config.backups = 0);
+    let b = cluster.add("b", |config| {
+        config.backups = 0;
+        config.join_wait_ms = 10_000;
+    });
+    cluster.run(20);
+    cluster.form(&[a, b]);
+    cluster.run(500);
+    let owned_by_a = (0..PARTITIONS)
+        .filter(|&p| {
+            cluster.nodes[b].engine.record(p).map(|r| r.primary) == Some(cluster.nodes[a].member)
+        })
+        .count() as u64;
+    assert!(owned_by_a > 0);
+    cluster.link_down(a, b);
+    cluster.set_view(&[b]);
+    cluster.run_only(&[b], 200);
+    assert_eq!(cluster.nodes[b].engine.stats().lost_partitions, owned_by_a);
+    for partition in 0..PARTITIONS {
+        assert!(
+            cluster.nodes[b]
+                .engine
+                .accepting_writes(partition, cluster.now_ms)
+        );
+    }
+}
+
+#[test]
+fn delayed_write_answers_at_once_and_waits_only_when_the_lag_bound_is_exceeded() {
+    let mut cluster = three_nodes(|config| {
+        config.write_mode = WriteMode::Delayed;
+        config.max_lag_ms = 100;
+    });
+    let partition = partition_with_primary(&cluster, 0, 0);
+    let key = key_in(partition, "dw");
+    assert!(matches!(
+        cluster.nodes[0]
+            .engine
+            .execute(partition, 0, set_op(&key, "1"), cluster.now_ms),
+        Execution::Done(Reply::Written { .. })
+    ));
+    // The backup does not acknowledge for 150 ms: the next write waits on that frame.
+    cluster.now_ms += 150;
+    cluster.nodes[0]
+        .engine
+        .handle_membership_alive(cluster.now_ms);
+    let execution =
+        cluster.nodes[0]
+            .engine
+            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms);
+    assert!(
+        matches!(execution, Execution::AwaitAcks { .. }),
+        "{execution:?}"
+    );
+    cluster.deliver();
+    assert!(matches!(
+        cluster.nodes[0]
+            .engine
+            .execute(partition, 0, set_op(&key, "3"), cluster.now_ms),
+        Execution::Done(_)
+    ));
+    let lag = cluster.nodes[0].engine.summary(cluster.now_ms).lag_ms;
+    assert!(lag.values().all(|&lag_ms| lag_ms == 0), "{lag:?}");
+}
+
+#[test]
+fn a_delayed_write_promotion_marks_older_keys_possibly_stale() {
+    let mut cluster = three_nodes(|config| config.write_mode = WriteMode::Delayed);
+    let partition = partition_with_primary(&cluster, 0, 0);
+    let key = key_in(partition, "stale");
+    cluster.set(0, &key, "before");
+    cluster.run(10);
+    let record = cluster.nodes[1].engine.record(partition).expect("record");
+    let backup = cluster.index_of(record.backups[0]).expect("known");
+    let version_before = dump_version(&cluster, backup, &key);
+    cluster.link_down(0, 1);
+    cluster.link_down(0, 2);
+    cluster.set_view(&[1, 2]);
+    cluster.run_only(&[1, 2], 200);
+    let engine = &cluster.nodes[backup].engine;
+    assert_eq!(
+        engine.record(partition).map(|r| r.primary),
+        Some(cluster.nodes[backup].member)
+    );
+    assert!(engine.is_possibly_stale(partition, version_before));
+    assert!(engine.stats().failover_marked_keys >= 1);
+    // Written again, it is not stale any more.
+    cluster.set(backup, &key, "after");
+    let version_after = dump_version(&cluster, backup, &key);
+    assert!(
+        !cluster.nodes[backup]
+            .engine
+            .is_possibly_stale(partition, version_after)
+    );
+}
+
+fn dump_version(cluster: &Cluster, node: usize, key: &str) -> u64 {
+    let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+    let outcome = cluster.nodes[node].store.partition(partition).execute(
+        0,
+        store::Op::Dump {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+        },
+        cluster.now_ms,
+    );
+    match outcome.reply {
+        Reply::Image(image) => image.version.hlc,
+        other => panic!("{key} not on node {node}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_link_reset_removes_the_backup_which_is_snapshotted_again() {
+    let mut cluster = three_nodes(|_| {});
+    let keys = keys(100);
+    for key in &keys {
+        cluster.set(0, key, "1");
+    }
+    let snapshots_before = cluster.nodes[0].engine.stats().snapshots_completed;
+    cluster.link_down(0, 1);
+    // While the link is down a's partitions lose b as a backup, so writes do not wait for it.
+    let partition = (0..PARTITIONS)
+        .find(|&p| {
+            cluster.nodes[0]
+                .engine
+                .record(p)
+                .is_some_and(|r| r.primary == cluster.nodes[0].member)
+        })
+        .expect("a is primary of something");
+    assert!(
+        !cluster.nodes[0]
+            .engine
+            .record(partition)
+            .expect("record")
+            .is_backup(cluster.nodes[1].member)
+    );
+    for key in &keys {
+        cluster.set(0, key, "2");
+    }
+    cluster.link_up(0, 1);
+    cluster.run(1_000);
+    cluster.assert_balanced(&[0, 1, 2], 1);
+    assert!(cluster.nodes[0].engine.stats().snapshots_completed > snapshots_before);
+    for node in 0..3 {
+        for key in &keys {
+            assert_eq!(
+                cluster.get(node, key),
+                Reply::Bulk(Bytes::from_static(b"2"))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_handoff_to_a_node_that_leaves_before_taking_over_resumes_on_the_old_primary() {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |_| {});
+    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
+    cluster.run(20);
+    // Handoff frames to b are stuck on a slow link (b never takes over).
+    cluster.hold_kinds.insert("handoff");
+    cluster.form(&[a, b]);
+    cluster.run(300);
+    let stats = cluster.nodes[a].engine.stats();
+    assert!(stats.handoffs_started > 0);
+    assert_eq!(stats.handoffs_completed, 0);
+    let waiting = cluster.nodes[a]
+        .engine
+        .summary(cluster.now_ms)
+        .handoffs_in_progress;
+    assert!(waiting > 0);
+    // b leaves: a resumes every partition it was handing off.
+    cluster.link_down(a, b);
+    cluster.set_view(&[a]);
+    cluster.run_only(&[a], 50);
+    assert_eq!(
+        cluster.nodes[a]
+            .engine
+            .summary(cluster.now_ms)
+            .handoffs_in_progress,
+        0
+    );
+    for partition in 0..PARTITIONS {
+        assert!(
+            cluster.nodes[a]
+                .engine
+                .accepting_writes(partition, cluster.now_ms)
+        );
+    }
+}
+
+/// Delivers to `to` a `Replicate` from `from` whose sequence number skips ahead, as if frames
+/// had been lost.
+fn inject_gap(cluster: &mut Cluster, from: usize, to: usize, partition: u32) {
+    let epoch = cluster.nodes[to]
+        .engine
+        .record(partition)
+        .expect("record")
+        .epoch;
+    let from_member = cluster.nodes[from].member;
+    cluster.nodes[to].engine.handle_message(
+        from_member,
+        cluster::wire::PeerMessage::Replicate {
+            partition,
+            epoch,
+            seq: 1_000_000,
+            mutations: cluster::wire::SmallList::new(),
+        },
+        cluster.now_ms,
+    );
+}
+
+#[test]
+fn a_backup_that_finds_a_gap_in_the_stream_is_snapshotted_again() {
+    let mut cluster = three_nodes(|_| {});
+    let partition = partition_with_primary(&cluster, 0, 0);
+    let record = cluster.nodes[0].engine.record(partition).expect("record");
+    let backup = cluster.index_of(record.backups[0]).expect("known");
+    let key = key_in(partition, "gap");
+    cluster.set(0, &key, "1");
+    inject_gap(&mut cluster, 0, backup, partition);
+    cluster.deliver();
+    assert!(cluster.nodes[0].engine.stats().resyncs_received >= 1);
+    assert!(
+        !cluster.nodes[0]
+            .engine
+            .record(partition)
+            .expect("record")
+            .is_backup(cluster.nodes[backup].member),
+        "a backup out of step is not a backup"
+    );
+    cluster.run(500);
+    cluster.assert_balanced(&[0, 1, 2], 1);
+    assert_eq!(cluster.stored(backup, &key).as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn a_handoff_refused_by_a_target_out_of_step_is_aborted_and_retried() {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |_| {});
+    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
+    cluster.run(20);
+    // Handoffs are held back on a slow link, so they wait in the `Sent` phase.
+    cluster.hold_kinds.insert("handoff");
+    cluster.form(&[a, b]);
+    cluster.run(300);
+    let partition = (0..PARTITIONS)
+        .find(|&p| {
+            cluster::table::target_owners(p, &cluster.nodes[b].engine.view(), 1)[0]
+                == cluster.nodes[b].member
+        })
+        .expect("b is the target primary of something");
+    // b loses step with a for that partition and says so: the handoff to it is refused.
+    inject_gap(&mut cluster, a, b, partition);
+    cluster.deliver();
+    assert!(cluster.nodes[a].engine.stats().handoffs_aborted >= 1);
+    cluster.hold_kinds.clear();
+    cluster.run(1_000);
+    cluster.assert_balanced(&[a, b], 1);
+}

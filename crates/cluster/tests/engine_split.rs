@@ -1,0 +1,144 @@
+//! Network splits by hand: both sides keep serving, and after the heal the higher epoch wins,
+//! deposed primaries merge, and every replica holds the larger version of every key.
+
+mod engine_support;
+
+use bytes::Bytes;
+use engine_support::{Cluster, PARTITIONS, keys};
+use store::Reply;
+
+fn formed_pair() -> Cluster {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |_| {});
+    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
+    cluster.run(20);
+    cluster.form(&[a, b]);
+    cluster.run(500);
+    cluster
+}
+
+#[test]
+fn after_a_split_heals_both_sides_converge_to_the_larger_version_of_every_key() {
+    let mut cluster = formed_pair();
+    let keys = keys(120);
+    for key in &keys {
+        cluster.set(0, key, "before");
+    }
+    // Split: each side loses the other and takes over what it lost.
+    cluster.link_down(0, 1);
+    cluster.set_view(&[0]);
+    cluster.set_view(&[1]);
+    cluster.run(200);
+    for partition in 0..PARTITIONS {
+        assert!(
+            cluster.nodes[0]
+                .engine
+                .accepting_writes(partition, cluster.now_ms)
+        );
+        assert!(
+            cluster.nodes[1]
+                .engine
+                .accepting_writes(partition, cluster.now_ms)
+        );
+    }
+    // Writes on both sides; for each key the later one must win.
+    let mut expected = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        let (first, second) = if index % 2 == 0 { (0, 1) } else { (1, 0) };
+        cluster.set(first, key, &format!("side-{first}"));
+        cluster.now_ms += 1;
+        cluster.set(second, key, &format!("side-{second}"));
+        cluster.now_ms += 1;
+        expected.push(format!("side-{second}"));
+    }
+    // Heal.
+    cluster.set_view(&[0, 1]);
+    cluster.link_up(0, 1);
+    cluster.run(1_000);
+    cluster.assert_balanced(&[0, 1], 1);
+    let merged =
+        cluster.nodes[0].engine.stats().merged_keys + cluster.nodes[1].engine.stats().merged_keys;
+    assert!(merged > 0, "a heal with writes on both sides merges keys");
+    let depositions =
+        cluster.nodes[0].engine.stats().depositions + cluster.nodes[1].engine.stats().depositions;
+    assert!(depositions > 0);
+    for (key, value) in keys.iter().zip(&expected) {
+        let expected = Reply::Bulk(Bytes::from(value.clone()));
+        assert_eq!(cluster.get(0, key), expected, "{key}");
+        // Both replicas hold the winner.
+        assert_eq!(
+            cluster.stored(0, key).as_deref(),
+            Some(value.as_bytes()),
+            "{key} on a"
+        );
+        assert_eq!(
+            cluster.stored(1, key).as_deref(),
+            Some(value.as_bytes()),
+            "{key} on b"
+        );
+    }
+}
+
+#[test]
+fn a_deletion_on_one_side_of_a_split_is_not_undone_by_the_heal() {
+    let mut cluster = formed_pair();
+    let keys = keys(40);
+    for key in &keys {
+        cluster.set(0, key, "v");
+    }
+    cluster.link_down(0, 1);
+    cluster.set_view(&[0]);
+    cluster.set_view(&[1]);
+    cluster.run(200);
+    for key in &keys {
+        let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+        cluster.op(
+            1,
+            partition,
+            store::Op::Delete {
+                key: Bytes::from(key.clone()),
+                cas_opt: None,
+            },
+        );
+    }
+    cluster.set_view(&[0, 1]);
+    cluster.link_up(0, 1);
+    cluster.run(1_000);
+    cluster.assert_balanced(&[0, 1], 1);
+    for key in &keys {
+        assert_eq!(cluster.get(0, key), Reply::Nil, "{key} came back");
+        assert_eq!(cluster.stored(0, key), None);
+        assert_eq!(cluster.stored(1, key), None);
+    }
+}
+
+#[test]
+fn a_node_that_learns_a_higher_epoch_stops_accepting_writes_at_once() {
+    let cluster = formed_pair();
+    let partition = (0..PARTITIONS)
+        .find(|&p| cluster.nodes[0].engine.accepting_writes(p, cluster.now_ms))
+        .expect("a is primary of something");
+    let mut record = cluster.nodes[0].engine.record(partition).expect("record");
+    record.epoch.term += 10;
+    record.epoch.node = cluster.nodes[1].member.id;
+    record.primary = cluster.nodes[1].member;
+    record.backups = vec![];
+    let from = cluster.nodes[1].member;
+    cluster.nodes[0].engine.handle_message(
+        from,
+        cluster::wire::PeerMessage::Record { partition, record },
+        cluster.now_ms,
+    );
+    assert!(
+        !cluster.nodes[0]
+            .engine
+            .accepting_writes(partition, cluster.now_ms)
+    );
+    assert_eq!(cluster.nodes[0].engine.stats().depositions, 1);
+    assert_eq!(
+        cluster.nodes[0]
+            .engine
+            .execute(partition, 0, store::Op::DbSize, cluster.now_ms),
+        cluster::engine::Execution::Forward(from)
+    );
+}
