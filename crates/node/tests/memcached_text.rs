@@ -551,6 +551,8 @@ async fn flush_all_empties_database_0_now_or_when_the_clock_reaches_the_delay() 
             ("flush_all\r\n", "OK\r\n"),
             ("get a\r\n", "END\r\n"),
             ("set b 0 0 1\r\nb\r\n", "STORED\r\n"),
+            // A later flush_all replaces a pending one: this flush runs after 10 s, not 100 s.
+            ("flush_all 100\r\n", "OK\r\n"),
             ("flush_all 10\r\n", "OK\r\n"),
             ("get b\r\n", "VALUE b 0 1\r\nb\r\nEND\r\n"),
         ])

@@ -84,19 +84,28 @@ pub(super) trait FrontEnd {
     fn step(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Step;
 }
 
-/// Where a front end writes its answers, in request order.
-pub(super) struct Replies<'a> {
-    pub(super) state: &'a Arc<NodeState>,
-    pub(super) node: &'a Arc<NodeMemcached>,
-    output: &'a mut BytesMut,
-    queue: &'a mut VecDeque<Queued>,
+/// A connection's replies in request order: the bytes ready to write, and behind the first reply
+/// not known yet, everything after it.
+#[derive(Default)]
+struct ReplyQueue {
+    output: BytesMut,
+    /// Empty unless a reply waits for its value; a reply known now goes here, not to `output`,
+    /// while one before it waits.
+    queue: VecDeque<Queued>,
 }
 
-impl Replies<'_> {
+impl ReplyQueue {
+    fn with_capacity(capacity_bytes: usize) -> ReplyQueue {
+        ReplyQueue {
+            output: BytesMut::with_capacity(capacity_bytes),
+            queue: VecDeque::new(),
+        }
+    }
+
     /// The buffer for a reply known now: the output, or behind the queued replies.
-    pub(super) fn buffer(&mut self) -> &mut BytesMut {
+    fn buffer(&mut self) -> &mut BytesMut {
         if self.queue.is_empty() {
-            return self.output;
+            return &mut self.output;
         }
         if !matches!(self.queue.back(), Some(Queued::Bytes(_))) {
             self.queue.push_back(Queued::Bytes(BytesMut::new()));
@@ -105,6 +114,44 @@ impl Replies<'_> {
             Some(Queued::Bytes(bytes)) => bytes,
             _ => unreachable!("a Bytes entry was pushed just above"),
         }
+    }
+
+    fn push_later(&mut self, encoder: BoxFuture<Encoder>, stat: Stat) {
+        self.queue.push_back(Queued::Later { encoder, stat });
+    }
+
+    /// Whether a reply waits for its value.
+    fn is_waiting(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Waits for the queued replies in order and appends them to the output, reporting how each
+    /// was answered.
+    async fn settle(&mut self, counters: &Counters, mut on_answer: impl FnMut(Stat, Answer)) {
+        while let Some(queued) = self.queue.pop_front() {
+            match queued {
+                Queued::Bytes(bytes) => self.output.extend_from_slice(&bytes),
+                Queued::Later { encoder, stat } => {
+                    let encode = encoder.await;
+                    let answer = encode(&mut self.output, counters);
+                    on_answer(stat, answer);
+                }
+            }
+        }
+    }
+}
+
+/// Where a front end writes its answers, in request order.
+pub(super) struct Replies<'a> {
+    pub(super) state: &'a Arc<NodeState>,
+    pub(super) node: &'a Arc<NodeMemcached>,
+    queue: &'a mut ReplyQueue,
+}
+
+impl Replies<'_> {
+    /// The buffer for a reply known now: the output, or behind the queued replies.
+    pub(super) fn buffer(&mut self) -> &mut BytesMut {
+        self.queue.buffer()
     }
 
     /// Writes a reply known now with `encode`, and records it.
@@ -128,15 +175,15 @@ impl Replies<'_> {
     ) {
         match pending {
             Pending::Ready(value) => self.now(stat, |out, counters| encode(value, out, counters)),
-            Pending::Later(future) => self.queue.push_back(Queued::Later {
-                encoder: Box::pin(async move {
+            Pending::Later(future) => {
+                let encoder = Box::pin(async move {
                     let value = future.await;
                     Box::new(move |out: &mut BytesMut, counters: &Counters| {
                         encode(value, out, counters)
                     }) as Encoder
-                }),
-                stat,
-            }),
+                });
+                self.queue.push_later(encoder, stat);
+            }
         }
     }
 
@@ -176,23 +223,24 @@ async fn serve_with(
     mut input: BytesMut,
     mut front_end: impl FrontEnd,
 ) {
-    let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut queue: VecDeque<Queued> = VecDeque::new();
+    let mut replies = ReplyQueue::with_capacity(READ_CHUNK_BYTES);
     loop {
         // Run every complete request in the input.
         let mut close = false;
         loop {
-            let mut replies = Replies {
-                state: &state,
-                node: &node,
-                output: &mut output,
-                queue: &mut queue,
-            };
-            match front_end.step(&mut input, &mut replies) {
+            let step = front_end.step(
+                &mut input,
+                &mut Replies {
+                    state: &state,
+                    node: &node,
+                    queue: &mut replies,
+                },
+            );
+            match step {
                 Step::Ran => {
-                    if output.len() >= OUTPUT_FLUSH_BYTES
-                        && queue.is_empty()
-                        && write_output(&state, &mut stream, &mut output)
+                    if replies.output.len() >= OUTPUT_FLUSH_BYTES
+                        && !replies.is_waiting()
+                        && write_output(&state, &mut stream, &mut replies.output)
                             .await
                             .is_err()
                     {
@@ -207,15 +255,17 @@ async fn serve_with(
                 }
             }
         }
-        drain_queue(&state, &node, &mut queue, &mut output).await;
-        if write_output(&state, &mut stream, &mut output)
+        replies
+            .settle(&node.counters, |stat, answer| record(&state, stat, answer))
+            .await;
+        if write_output(&state, &mut stream, &mut replies.output)
             .await
             .is_err()
             || close
         {
             return;
         }
-        shrink(&mut output);
+        shrink(&mut replies.output);
         if input.is_empty() {
             shrink(&mut input);
         }
@@ -244,25 +294,6 @@ async fn read_more(
         Ok(bytes) => {
             NodeCounters::add(&state.counters.net_input_bytes, bytes as u64);
             Ok(())
-        }
-    }
-}
-
-/// Waits for the queued replies in order and appends them to the output.
-async fn drain_queue(
-    state: &NodeState,
-    node: &NodeMemcached,
-    queue: &mut VecDeque<Queued>,
-    output: &mut BytesMut,
-) {
-    while let Some(queued) = queue.pop_front() {
-        match queued {
-            Queued::Bytes(bytes) => output.extend_from_slice(&bytes),
-            Queued::Later { encoder, stat } => {
-                let encode = encoder.await;
-                let answer = encode(output, &node.counters);
-                record(state, stat, answer);
-            }
         }
     }
 }
@@ -308,5 +339,59 @@ async fn write_output(
 fn shrink(buffer: &mut BytesMut) {
     if buffer.is_empty() && buffer.capacity() > BUFFER_KEEP_BYTES {
         *buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply that is known only after the task yields once, like a relayed one.
+    fn later(text: &'static str, answer: Answer) -> BoxFuture<Encoder> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Box::new(move |out: &mut BytesMut, _: &Counters| {
+                out.extend_from_slice(text.as_bytes());
+                answer
+            }) as Encoder
+        })
+    }
+
+    #[tokio::test]
+    async fn replies_known_now_wait_behind_a_reply_not_known_yet() {
+        let mut replies = ReplyQueue::default();
+        replies.buffer().extend_from_slice(b"1 ");
+        replies.push_later(
+            later("2 ", Answer::Normal),
+            Stat::new(Command::Get, Instant::now()),
+        );
+        replies.buffer().extend_from_slice(b"3 ");
+        replies.buffer().extend_from_slice(b"4 ");
+        replies.push_later(
+            later("5 ", Answer::Error(None)),
+            Stat::new(Command::Set, Instant::now()),
+        );
+        replies.buffer().extend_from_slice(b"6");
+        assert_eq!(&replies.output[..], b"1 ");
+        assert!(replies.is_waiting());
+
+        let mut answers = Vec::new();
+        replies
+            .settle(&Counters::default(), |stat, answer| {
+                answers.push((stat.command, answer))
+            })
+            .await;
+        assert_eq!(&replies.output[..], b"1 2 3 4 5 6");
+        assert!(!replies.is_waiting());
+        assert_eq!(
+            answers,
+            vec![
+                (Command::Get, Answer::Normal),
+                (Command::Set, Answer::Error(None))
+            ]
+        );
+        // With nothing waiting, a reply known now goes straight to the output again.
+        replies.buffer().extend_from_slice(b"!");
+        assert_eq!(&replies.output[..], b"1 2 3 4 5 6!");
     }
 }

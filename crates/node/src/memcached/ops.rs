@@ -414,6 +414,21 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn then_chains_at_once_when_ready_and_after_the_wait_when_later() {
+        let ready = then(Pending::Ready(1), |value| Pending::Ready(value + 1));
+        assert!(matches!(ready, Pending::Ready(2)));
+        let later = then(
+            Pending::Later(Box::pin(async {
+                tokio::task::yield_now().await;
+                10
+            })),
+            |value| Pending::Ready(value + 1),
+        );
+        assert!(matches!(later, Pending::Later(_)));
+        assert_eq!(later.resolve().await, 11);
+    }
+
     #[test]
     fn ttl_replies_become_seconds_or_never() {
         assert_eq!(ttl_seconds(&Reply::Integer(-1)), Some(None));
