@@ -104,33 +104,7 @@ impl AdminSource for NodeAdmin {
         let Some(node) = self.node.upgrade() else {
             return json!({});
         };
-        let config = &node.config;
-        json!({
-            "node": config.name,
-            "cluster": config.cluster_name,
-            "partitions": config.num_partitions,
-            "backups": config.backups,
-            "write_mode": config.write_mode.as_str(),
-            "under_replicated_partitions": 0,
-            "handoffs_in_progress": 0,
-            "unowned_partitions": 0,
-            "nodes": [{
-                "name": config.name,
-                "self": true,
-                "state": "alive",
-                "incarnation": null,
-                "peer": node.addresses.peer.to_string(),
-                "address": node.addresses.peer.to_string(),
-                "client": node.addresses.client.to_string(),
-                "admin": node.addresses.admin_opt.map(|address| address.to_string()),
-                "sessions": node.store.num_keys(),
-                "connections": NodeCounters::get(&node.counters.connections_current),
-                "primaries": config.num_partitions,
-                "backups": 0,
-                "replication_lag_ms": null,
-                "phi": 0.0,
-            }],
-        })
+        cluster_json(&node)
     }
 
     fn peer_allowed(&self, ip: IpAddr) -> bool {
@@ -138,4 +112,68 @@ impl AdminSource for NodeAdmin {
             .upgrade()
             .is_some_and(|node| node.config.is_allowed(ip))
     }
+}
+
+/// The cluster as this node sees it: every member membership knows (alive or not) with its load
+/// and what the partition table says it owns. `scd status` prints it; the dashboard draws it.
+pub(crate) fn cluster_json(node: &NodeState) -> Value {
+    let config = &node.config;
+    let engine = &node.io.engine;
+    let now_ms = node.now_ms();
+    let summary = engine.summary(now_ms);
+    let members = node
+        .io
+        .membership
+        .get()
+        .map(|membership| membership.snapshot().members.clone())
+        .unwrap_or_default();
+    let nodes: Vec<Value> = members
+        .iter()
+        .map(|info| {
+            let member = cluster::table::Member {
+                id: info.id,
+                incarnation: info.incarnation,
+            };
+            let ownership = summary.ownership.get(&member).copied().unwrap_or_default();
+            let state = match info.state {
+                cluster::membership::MemberState::Alive => "alive",
+                cluster::membership::MemberState::Suspect => "suspect",
+                cluster::membership::MemberState::Down => "down",
+            };
+            let leaving = info.role & crate::cluster_io::ROLE_LEAVING != 0;
+            json!({
+                "name": info.name,
+                "id": info.id.0,
+                "self": info.is_self,
+                "state": if leaving && state == "alive" { "leaving" } else { state },
+                "incarnation": info.incarnation.0,
+                "peer": info.addresses.peer.to_string(),
+                "address": info.addresses.peer.to_string(),
+                "client": info.addresses.client.to_string(),
+                "memcached": info.addresses.memcached_opt.map(|address| address.to_string()),
+                "admin": info.addresses.admin.to_string(),
+                "sessions": info.load.num_sessions,
+                "connections": info.load.num_connections,
+                "primaries": ownership.primaries,
+                "backups": ownership.backups,
+                "replication_lag_ms": summary.lag_ms.get(&member).copied(),
+                "phi": (info.phi * 10.0).round() / 10.0,
+                "down_reason": info.down_reason_opt.map(|reason| format!("{reason:?}")),
+            })
+        })
+        .collect();
+    json!({
+        "node": config.name,
+        "cluster": config.cluster_name,
+        "partitions": config.num_partitions,
+        "backups": config.backups,
+        "write_mode": config.write_mode.as_str(),
+        "table_digest": format!("{:016x}", engine.table_digest()),
+        "under_replicated_partitions": summary.under_replicated,
+        "handoffs_in_progress": summary.handoffs_in_progress,
+        "snapshots_in_progress": summary.snapshots_in_progress,
+        "unowned_partitions": summary.without_record + summary.without_live_primary,
+        "serving": summary.gate_open,
+        "nodes": nodes,
+    })
 }

@@ -10,11 +10,15 @@
 mod admin_source;
 pub mod alloc;
 pub mod clock;
+mod cluster_io;
+mod cluster_setup;
 pub mod config;
 mod expiry;
 mod listeners;
 mod log;
+mod membership;
 mod memcached;
+mod peer;
 mod pending;
 mod resp;
 mod router;
@@ -25,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use cluster::node_id::NodeId;
 pub use listeners::{BindError, Listeners};
 use store::{Store, StoreConfig};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +54,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The cluster side could not start (nothing was started).
+    #[error("cannot start the cluster side: {0}")]
+    Cluster(String),
 }
 
 /// Runs a node with the system clock until `shutdown` resolves.
@@ -60,19 +68,20 @@ pub async fn run(
     run_with_clock(config, listeners, Arc::new(SystemClock), shutdown).await
 }
 
-/// Runs a node with the given clock until `shutdown` resolves, then stops accepting, closes every
-/// client connection and returns.
+/// Runs a node with the given clock until `shutdown` resolves, then leaves the cluster (hands its
+/// partitions off, PROTOCOL.md §11), closes every client connection and returns.
 pub async fn run_with_clock(
     config: NodeConfig,
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
+    let node_id = NodeId::from_name(&config.name);
     let store = Arc::new(Store::new(StoreConfig {
         num_partitions: config.num_partitions,
         max_memory_bytes: config.max_memory_bytes,
         max_value_bytes: config.max_value_bytes,
-        node_id: cluster::node_id::NodeId::from_name(&config.name).0,
+        node_id: node_id.0,
         ..StoreConfig::default()
     })?);
     let addresses = BoundAddresses {
@@ -83,21 +92,8 @@ pub async fn run_with_clock(
     };
     let command_stats = Arc::new(admin::CommandStats::new(state::command_stat_names()));
     let metrics = Arc::new(admin::Metrics::new(Arc::clone(&command_stats)));
-    let node = Arc::new(NodeState {
-        router: router::Router::new(Arc::clone(&store), Arc::clone(&clock)),
-        config,
-        addresses,
-        clock,
-        store,
-        metrics,
-        command_stats,
-        counters: NodeCounters::default(),
-        next_client_id: AtomicU64::new(1),
-        started_at: Instant::now(),
-        run_id: state::new_run_id(),
-        shutdown: CancellationToken::new(),
-        stopping: AtomicBool::new(false),
-    });
+    let shutdown_token = CancellationToken::new();
+    let tasks = TaskTracker::new();
 
     let to_tokio = |what: &'static str, listener: std::net::TcpListener| {
         tokio::net::TcpListener::from_std(listener)
@@ -112,8 +108,36 @@ pub async fn run_with_clock(
         .admin_opt
         .map(|listener| to_tokio("admin", listener))
         .transpose()?;
+    let peer_listener = to_tokio("peer", listeners.peer)?;
 
-    let tasks = TaskTracker::new();
+    let io = cluster_setup::start(
+        &config,
+        &addresses,
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        listeners.heartbeat,
+        peer_listener,
+        &tasks,
+        &shutdown_token,
+    )?;
+    let node = Arc::new(NodeState {
+        router: router::Router::new(Arc::clone(&io), Arc::clone(&clock), config.num_partitions),
+        io,
+        config,
+        addresses,
+        clock,
+        store,
+        metrics,
+        command_stats,
+        counters: NodeCounters::default(),
+        next_client_id: AtomicU64::new(1),
+        started_at: Instant::now(),
+        run_id: state::new_run_id(),
+        shutdown: shutdown_token,
+        stopping: AtomicBool::new(false),
+    });
+
     tasks.spawn(accept_clients(
         Arc::clone(&node),
         client_listener,
@@ -129,6 +153,7 @@ pub async fn run_with_clock(
         ));
     }
     tasks.spawn(expiry::sweep_forever(Arc::clone(&node)));
+    tasks.spawn(cluster_setup::tick_forever(Arc::clone(&node)));
     if let Some(listener) = admin_listener_opt {
         let admin_state = admin_source::admin_state(&node);
         let stop = node.shutdown.clone();
@@ -143,14 +168,19 @@ pub async fn run_with_clock(
     tracing::info!(
         name = %node.config.name,
         client = %node.addresses.client,
+        peer = %node.addresses.peer,
         memcached = ?node.addresses.memcached_opt,
         admin = ?node.addresses.admin_opt,
         "scd node serving"
     );
 
     shutdown.await;
+    cluster_setup::leave(&node).await;
     node.stopping.store(true, Ordering::SeqCst);
     node.shutdown.cancel();
+    if let Some(membership) = node.io.membership.get() {
+        membership.stop(membership::MembershipCommand::Stop);
+    }
     tasks.close();
     tasks.wait().await;
     tracing::info!(name = %node.config.name, "scd node stopped");

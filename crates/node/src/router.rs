@@ -1,25 +1,38 @@
-//! Where an operation runs: the router finds a key's partition and executes the operation on the
-//! partition's primary. On a single node every partition is local.
+//! Where an operation runs (PROTOCOL.md §12). The router asks the engine to execute an operation on
+//! its partition; the engine runs it here when this node is the primary, or says where the primary
+//! is, or that the partition is between owners. The router then relays it, waits for
+//! write-through acknowledgements, or waits for the partition to change — with a deadline, after
+//! which the client gets a `TRYAGAIN` error naming the partition.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use store::{Op, Reply, Store};
+use cluster::engine::Execution;
+use cluster::table::Member;
+use cluster::wire::{self, PeerMessage, RelayResult, SmallList};
+use store::{Op, Reply, StoreError};
 
 use crate::clock::Clock;
+use crate::cluster_io::ClusterIo;
 use crate::pending::Pending;
 
-/// Routes store operations to the partitions that hold their keys.
+/// How long an operation may wait for a reachable primary, in all (PROTOCOL.md §14). Failure
+/// detection takes under a second and a handoff one round trip, so this leaves a wide margin.
+const RELAY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long to wait before trying again when nothing announces a change.
+const RETRY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Routes store operations to the primaries of their partitions.
 pub(crate) struct Router {
-    store: Arc<Store>,
+    io: Arc<ClusterIo>,
     clock: Arc<dyn Clock>,
     num_partitions: u32,
 }
 
 impl Router {
-    pub(crate) fn new(store: Arc<Store>, clock: Arc<dyn Clock>) -> Router {
-        let num_partitions = store.config().num_partitions;
+    pub(crate) fn new(io: Arc<ClusterIo>, clock: Arc<dyn Clock>, num_partitions: u32) -> Router {
         Router {
-            store,
+            io,
             clock,
             num_partitions,
         }
@@ -41,10 +54,168 @@ impl Router {
         self.execute_on(partition, db, op)
     }
 
-    /// Runs `op` on `partition` (whole-partition operations such as SCAN pages name it directly).
+    /// Runs `op` on `partition`: at once when this node is its primary and no backup must
+    /// acknowledge first, else later.
     pub(crate) fn execute_on(&self, partition: u32, db: u8, op: Op) -> Pending<Reply> {
-        let now_ms = self.clock.now_ms();
-        let outcome = self.store.partition(partition).execute(db, op, now_ms);
-        Pending::Ready(outcome.reply)
+        // The operation is kept for a retry elsewhere; cloning it only copies reference counts.
+        match self
+            .io
+            .engine
+            .execute(partition, db, op.clone(), self.clock.now_ms())
+        {
+            Execution::Done(reply) => Pending::Ready(reply),
+            Execution::AwaitAcks { reply, waits } => {
+                let io = Arc::clone(&self.io);
+                Pending::Later(Box::pin(async move {
+                    wait_acknowledged(&io, waits).await;
+                    reply
+                }))
+            }
+            first @ (Execution::Forward(_) | Execution::Wait { .. }) => {
+                let io = Arc::clone(&self.io);
+                let clock = Arc::clone(&self.clock);
+                Pending::Later(Box::pin(async move {
+                    route(&io, clock.as_ref(), partition, db, op, first).await
+                }))
+            }
+        }
     }
+}
+
+async fn wait_acknowledged(io: &ClusterIo, waits: SmallList<(Member, u64)>) {
+    for (member, frame) in waits.iter() {
+        io.host().wait_acknowledged(*member, *frame).await;
+    }
+}
+
+/// Follows the engine's answers until the operation ran somewhere or the deadline passed.
+async fn route(
+    io: &ClusterIo,
+    clock: &dyn Clock,
+    partition: u32,
+    db: u8,
+    op: Op,
+    first: Execution,
+) -> Reply {
+    let deadline = Instant::now() + RELAY_DEADLINE;
+    let notify = io.host().partition_notify(partition);
+    let mut execution = first;
+    let mut last_problem;
+    loop {
+        // Registered before the next look at the engine, so a change in between is not missed.
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match execution {
+            Execution::Done(reply) => return reply,
+            Execution::AwaitAcks { reply, waits } => {
+                wait_acknowledged(io, waits).await;
+                return reply;
+            }
+            Execution::Forward(primary) => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match relay_once(io, primary, partition, db, op.clone(), remaining).await {
+                    Ok(RelayResult::Reply(reply)) => return reply,
+                    Ok(RelayResult::NotPrimary { record }) => {
+                        last_problem = "the primary moved";
+                        match record {
+                            // A newer record: retry at once where it points.
+                            Some(record) => {
+                                io.engine.learn_record(partition, record, clock.now_ms())
+                            }
+                            None => wait_for_change(changed, deadline).await,
+                        }
+                    }
+                    Ok(RelayResult::Unavailable { .. }) => {
+                        last_problem = "the primary could not take the request";
+                        wait_for_change(changed, deadline).await;
+                    }
+                    Err(problem) => {
+                        last_problem = problem;
+                        wait_for_change(changed, deadline).await;
+                    }
+                }
+            }
+            Execution::Wait { reason } => {
+                last_problem = wait_reason_text(reason);
+                wait_for_change(changed, deadline).await;
+            }
+        }
+        if Instant::now() >= deadline {
+            return Reply::Error(StoreError::PartitionUnavailable {
+                partition,
+                reason: last_problem.to_string(),
+            });
+        }
+        execution = io.engine.execute(partition, db, op.clone(), clock.now_ms());
+    }
+}
+
+fn wait_reason_text(reason: cluster::engine::WaitReason) -> &'static str {
+    use cluster::engine::WaitReason;
+    match reason {
+        WaitReason::NoSuchPartition => "no such partition",
+        WaitReason::NoRecord => "the cluster is forming",
+        WaitReason::NoLivePrimary => "its primary failed and a backup is being promoted",
+        WaitReason::Handoff => "it is being handed to another node",
+        WaitReason::Fenced => "this node is re-synchronising after a pause",
+        WaitReason::TableExchange => "a node joined and tables are being exchanged",
+    }
+}
+
+async fn wait_for_change(
+    changed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    deadline: Instant,
+) {
+    let until = deadline.min(Instant::now() + RETRY_INTERVAL);
+    tokio::select! {
+        () = changed => {}
+        () = tokio::time::sleep_until(until.into()) => {}
+    }
+}
+
+/// Sends one `Request` to `primary` and waits for its `Response`.
+async fn relay_once(
+    io: &ClusterIo,
+    primary: Member,
+    partition: u32,
+    db: u8,
+    op: Op,
+    timeout: Duration,
+) -> Result<RelayResult, &'static str> {
+    let link = io
+        .peers
+        .link_to(primary)
+        .ok_or("no link to the primary yet")?;
+    let (id, answer) = io.relays.register(primary);
+    let message = PeerMessage::Request {
+        id,
+        partition,
+        db,
+        op,
+    };
+    if link
+        .queue(true, |out| wire::encode_frame(&message, out))
+        .is_none()
+    {
+        io.relays.forget(id);
+        return Err("the link to the primary closed");
+    }
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(_)) => Err("the link to the primary closed"),
+        Err(_) => {
+            io.relays.forget(id);
+            Err("the primary did not answer in time")
+        }
+    };
+    io.metrics.relay_duration.observe(started.elapsed());
+    io.metrics.relays.inc(match &outcome {
+        Ok(RelayResult::Reply(_)) => admin::RelayOutcome::Ok,
+        Ok(_) => admin::RelayOutcome::Unavailable,
+        Err("the primary did not answer in time") => admin::RelayOutcome::Timeout,
+        Err(_) => admin::RelayOutcome::Error,
+    });
+    outcome
 }

@@ -60,6 +60,8 @@ pub(crate) struct NodeState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) store: Arc<Store>,
     pub(crate) router: Router,
+    /// The cluster side: engine, peer links, membership.
+    pub(crate) io: Arc<crate::cluster_io::ClusterIo>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) command_stats: Arc<CommandStats>,
     pub(crate) counters: NodeCounters,

@@ -49,8 +49,7 @@ pub(crate) fn http_get(admin: &str, path: &str) -> anyhow::Result<String> {
         .split_once("\r\n\r\n")
         .context("malformed HTTP answer")?;
     let status_line = head.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) != Some("200")
-    {
+    if status_line.split_whitespace().nth(1) != Some("200") {
         bail!("{address}{path} answered '{status_line}': {body}");
     }
     Ok(body.to_string())

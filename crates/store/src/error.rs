@@ -68,6 +68,17 @@ pub enum StoreError {
         /// What is wrong, in words a person configuring scd can act on.
         reason: String,
     },
+    /// Not raised by the store itself: the node could not reach the partition's primary within
+    /// its relay deadline (a cluster forming, or more nodes failing than there are backups).
+    /// Carried in a `Reply` like the store's own errors so every front end reports it the same
+    /// way. The operation may or may not have run.
+    #[error("partition {partition} has no reachable primary ({reason})")]
+    PartitionUnavailable {
+        /// The partition.
+        partition: u32,
+        /// What the node last saw, in words.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -110,6 +121,9 @@ impl StoreError {
             StoreError::InvalidConfig { reason } => {
                 format!("ERR invalid store configuration: {reason}")
             }
+            StoreError::PartitionUnavailable { partition, reason } => format!(
+                "TRYAGAIN partition {partition} has no reachable primary ({reason}); retry shortly"
+            ),
         }
     }
 }

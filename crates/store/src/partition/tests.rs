@@ -683,11 +683,20 @@ fn expire_conditions_follow_redis_7() {
             (expire("c", NOW_MS - 1, ExpireCondition::IfGreater), int(0)),
             (get("c"), bulk("1")),
             // XX LT: a key without expiry is refused (LT alone would accept it).
-            (expire("c", later, ExpireCondition::IfHasExpiryAndLess), int(0)),
+            (
+                expire("c", later, ExpireCondition::IfHasExpiryAndLess),
+                int(0),
+            ),
             (expire("c", later, ExpireCondition::Always), int(1)),
-            (expire("c", sooner, ExpireCondition::IfHasExpiryAndLess), int(1)),
+            (
+                expire("c", sooner, ExpireCondition::IfHasExpiryAndLess),
+                int(1),
+            ),
             (pttl("c"), int(5_000)),
-            (expire("c", later, ExpireCondition::IfHasExpiryAndLess), int(0)),
+            (
+                expire("c", later, ExpireCondition::IfHasExpiryAndLess),
+                int(0),
+            ),
         ],
     );
 }

@@ -1,0 +1,255 @@
+//! One authenticated TCP link to a peer: frames out through a queue drained by a writer task,
+//! frames in through a reader task. Queueing never blocks (the engine queues frames while holding
+//! a partition lock), so the queue is bounded in bytes and a peer that cannot keep up is
+//! disconnected rather than allowed to grow it without limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use bytes::{Buf, Bytes, BytesMut};
+use cluster::table::Member;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The largest frame either side may send (PROTOCOL.md §14).
+pub(crate) const FRAME_BYTES_MAX: usize = cluster::wire::FRAME_LEN_MAX;
+/// Bytes queued on a link beyond which the peer is considered unable to keep up and the link is
+/// closed (it is reopened and the partitions it carried are resynchronised).
+pub(crate) const QUEUED_BYTES_MAX: usize = 256 << 20;
+/// Size of the frame length prefix (`cluster::wire::FRAME_HEADER_LEN`).
+const LENGTH_PREFIX_BYTES: usize = cluster::wire::FRAME_HEADER_LEN;
+
+/// What a link delivers to the node.
+pub(crate) trait FrameHandler: Send + Sync + 'static {
+    /// The link is authenticated and running.
+    fn on_link_up(&self, link: &Arc<Link>);
+    /// A frame arrived (its body, without the length prefix); frames arrive in the order the peer
+    /// queued them. The handler calls `Link::count_numbered_frame` for every frame but
+    /// acknowledgements.
+    fn on_frame(&self, link: &Arc<Link>, payload: Bytes);
+    /// Every frame of one read has been delivered (the place to acknowledge them).
+    fn on_batch_end(&self, link: &Arc<Link>);
+    /// The link is closed; it delivers nothing more.
+    fn on_closed(&self, link: &Arc<Link>);
+}
+
+struct Outbound {
+    buffer: BytesMut,
+    frames_queued: u64,
+}
+
+/// A link to one incarnation of a peer.
+pub(crate) struct Link {
+    pub(crate) member: Member,
+    /// Frame numbers toward a member continue across its links (the engine may still wait for
+    /// an old number): this link's frame `n` is number `frame_base + n`, and the peer's
+    /// acknowledgements, which count this link's frames, are shifted the same way.
+    pub(crate) frame_base: u64,
+    outbound: Mutex<Outbound>,
+    outbound_ready: Notify,
+    /// Bytes queued and not yet handed to the socket.
+    backlog_bytes: AtomicUsize,
+    /// Frames received and delivered so far (the peer's numbering of what it sent).
+    frames_received: AtomicU64,
+    /// Whether a frame that must be acknowledged arrived since the last acknowledgement.
+    /// Acknowledgements are frames too but are never acknowledged, or two links would echo
+    /// acknowledgements to each other forever.
+    acknowledgement_due: AtomicBool,
+    closed: CancellationToken,
+}
+
+impl Link {
+    pub(crate) fn new(member: Member, frame_base: u64) -> Link {
+        Link {
+            member,
+            frame_base,
+            outbound: Mutex::new(Outbound {
+                buffer: BytesMut::with_capacity(64 << 10),
+                frames_queued: 0,
+            }),
+            outbound_ready: Notify::new(),
+            backlog_bytes: AtomicUsize::new(0),
+            frames_received: AtomicU64::new(0),
+            acknowledgement_due: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Queues one frame that `encode` appends whole (length prefix included, as
+    /// `cluster::wire::encode_frame` writes it). A `numbered` frame gets the next number toward
+    /// this member (`frame_base` + 1, 2, 3… in queue order), which the peer's acknowledgements
+    /// count; acknowledgements themselves are not numbered. Returns the number (0 for an
+    /// unnumbered frame), or `None` when the link is closed or `encode` failed (the frame is then
+    /// not queued).
+    pub(crate) fn queue<E: std::fmt::Display>(
+        &self,
+        numbered: bool,
+        encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
+    ) -> Option<u64> {
+        if self.closed.is_cancelled() {
+            return None;
+        }
+        let mut outbound = self.outbound.lock();
+        let start = outbound.buffer.len();
+        if let Err(error) = encode(&mut outbound.buffer) {
+            outbound.buffer.truncate(start);
+            tracing::error!(peer = ?self.member, %error, "could not encode a peer frame; dropped it");
+            return None;
+        }
+        let frame_bytes = outbound.buffer.len() - start;
+        let number = if numbered {
+            outbound.frames_queued += 1;
+            self.frame_base + outbound.frames_queued
+        } else {
+            0
+        };
+        let backlog = self.backlog_bytes.fetch_add(frame_bytes, Ordering::Relaxed) + frame_bytes;
+        drop(outbound);
+        if backlog > QUEUED_BYTES_MAX {
+            tracing::warn!(peer = ?self.member, backlog, "peer is not keeping up with its link; closing it");
+            self.close();
+            return None;
+        }
+        self.outbound_ready.notify_one();
+        Some(number)
+    }
+
+    /// The number of the last numbered frame queued on this link (`frame_base` if none).
+    pub(crate) fn last_frame_number(&self) -> u64 {
+        self.frame_base + self.outbound.lock().frames_queued
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn backlog_bytes(&self) -> usize {
+        self.backlog_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a numbered frame just delivered (every frame but acknowledgements); an
+    /// acknowledgement is then due.
+    pub(crate) fn count_numbered_frame(&self) {
+        self.frames_received.fetch_add(1, Ordering::AcqRel);
+        self.acknowledgement_due.store(true, Ordering::Release);
+    }
+
+    /// The number of numbered frames received so far, when an acknowledgement is due (it is then
+    /// considered sent).
+    pub(crate) fn take_acknowledgement(&self) -> Option<u64> {
+        self.acknowledgement_due
+            .swap(false, Ordering::AcqRel)
+            .then(|| self.frames_received.load(Ordering::Acquire))
+    }
+
+    /// Closes the link: both tasks stop, the handler's `on_closed` runs once.
+    pub(crate) fn close(&self) {
+        self.closed.cancel();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+}
+
+/// Starts the writer and reader tasks of `link` over its authenticated connection. Frames queued
+/// before are written first. `on_closed` runs once when either task ends (error, end of stream,
+/// or `close`).
+pub(crate) fn run(
+    link: &Arc<Link>,
+    stream: tokio::net::TcpStream,
+    handler: Arc<dyn FrameHandler>,
+    tasks: &tokio_util::task::TaskTracker,
+) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let writer_link = Arc::clone(link);
+    tasks.spawn(async move {
+        if let Err(error) = write_loop(&writer_link, writer).await {
+            tracing::debug!(peer = ?writer_link.member, %error, "peer link write failed");
+        }
+        writer_link.close();
+    });
+    let reader_link = Arc::clone(link);
+    tasks.spawn(async move {
+        if let Err(error) = read_loop(&reader_link, reader, handler.as_ref()).await {
+            tracing::debug!(peer = ?reader_link.member, %error, "peer link read ended");
+        }
+        reader_link.close();
+        handler.on_closed(&reader_link);
+    });
+}
+
+async fn write_loop(link: &Link, mut writer: OwnedWriteHalf) -> std::io::Result<()> {
+    // Two buffers swap roles: the engine queues into one while the other is being written.
+    let mut writing = BytesMut::with_capacity(64 << 10);
+    loop {
+        tokio::select! {
+            () = link.outbound_ready.notified() => {}
+            () = link.closed.cancelled() => return Ok(()),
+        }
+        loop {
+            {
+                let mut outbound = link.outbound.lock();
+                if outbound.buffer.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut outbound.buffer, &mut writing);
+            }
+            let bytes = writing.len();
+            writer.write_all(&writing).await?;
+            link.backlog_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            writing.clear();
+            if writing.capacity() > (4 << 20) {
+                // A snapshot burst grew it; give the memory back.
+                writing = BytesMut::with_capacity(64 << 10);
+            }
+        }
+    }
+}
+
+async fn read_loop(
+    link: &Arc<Link>,
+    mut reader: OwnedReadHalf,
+    handler: &dyn FrameHandler,
+) -> std::io::Result<()> {
+    let mut input = BytesMut::with_capacity(64 << 10);
+    loop {
+        let read = tokio::select! {
+            read = reader.read_buf(&mut input) => read?,
+            () = link.closed.cancelled() => return Ok(()),
+        };
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "peer closed the link",
+            ));
+        }
+        let mut delivered = false;
+        while input.len() >= LENGTH_PREFIX_BYTES {
+            let length = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
+            if length > FRAME_BYTES_MAX {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "peer frame of {length} bytes exceeds the {FRAME_BYTES_MAX}-byte limit"
+                    ),
+                ));
+            }
+            if input.len() < LENGTH_PREFIX_BYTES + length {
+                input.reserve(LENGTH_PREFIX_BYTES + length - input.len());
+                break;
+            }
+            input.advance(LENGTH_PREFIX_BYTES);
+            let payload = input.split_to(length).freeze();
+            handler.on_frame(link, payload);
+            delivered = true;
+        }
+        if delivered {
+            handler.on_batch_end(link);
+        }
+        if input.is_empty() && input.capacity() > (4 << 20) {
+            input = BytesMut::with_capacity(64 << 10);
+        }
+    }
+}

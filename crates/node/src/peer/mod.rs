@@ -1,0 +1,308 @@
+//! Peer links: one authenticated TCP connection per pair of members (PROTOCOL.md §3), opened by the
+//! member with the lower node id, kept while the other member is in the view, reopened when it
+//! breaks.
+
+mod handshake;
+pub(crate) mod link;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cluster::auth::{ClusterKeys, LocalPeer};
+use cluster::node_id::NodeId;
+use cluster::table::Member;
+use ipnet::IpNet;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub(crate) use link::{FrameHandler, Link};
+
+/// Pause before dialling a member again after a failed attempt, doubling up to the maximum.
+const REDIAL_DELAY_MIN: Duration = Duration::from_millis(50);
+const REDIAL_DELAY_MAX: Duration = Duration::from_secs(1);
+
+/// The links of this node.
+pub(crate) struct Peers {
+    me: Member,
+    keys: ClusterKeys,
+    local: LocalPeer,
+    allow: Vec<IpNet>,
+    /// The current link to each member, by node id.
+    links: Mutex<HashMap<NodeId, Arc<Link>>>,
+    /// Members in the view, with their peer addresses: the links this node should have.
+    wanted: Mutex<HashMap<NodeId, (Member, SocketAddr)>>,
+    handler: OnceLock<Arc<dyn FrameHandler>>,
+    /// The last frame number given toward each member, kept across its links.
+    last_frame_numbers: Mutex<HashMap<Member, u64>>,
+    runtime: tokio::runtime::Handle,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    not_allowed_log: crate::log::RateLimited,
+    handshake_log: crate::log::RateLimited,
+}
+
+impl Peers {
+    pub(crate) fn new(
+        me: Member,
+        keys: ClusterKeys,
+        local: LocalPeer,
+        allow: Vec<IpNet>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Peers> {
+        Arc::new(Peers {
+            me,
+            keys,
+            local,
+            allow,
+            links: Mutex::new(HashMap::new()),
+            wanted: Mutex::new(HashMap::new()),
+            handler: OnceLock::new(),
+            last_frame_numbers: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+            tasks,
+            shutdown,
+            not_allowed_log: crate::log::RateLimited::new(),
+            handshake_log: crate::log::RateLimited::new(),
+        })
+    }
+
+    /// Sets what receives the frames of every link; set once, before any link is made.
+    pub(crate) fn set_handler(&self, handler: Arc<dyn FrameHandler>) {
+        let _ = self.handler.set(handler);
+    }
+
+    /// The open link to `member` (that incarnation), if there is one.
+    pub(crate) fn link_to(&self, member: Member) -> Option<Arc<Link>> {
+        self.links
+            .lock()
+            .get(&member.id)
+            .filter(|link| link.member == member && !link.is_closed())
+            .cloned()
+    }
+
+    /// `member` entered the view at `peer_address`: link to it (this side dials when its id is
+    /// the lower one; otherwise the other side will).
+    pub(crate) fn member_up(self: &Arc<Peers>, member: Member, peer_address: SocketAddr) {
+        if member.id == self.me.id {
+            return;
+        }
+        let previous = self.wanted.lock().insert(member.id, (member, peer_address));
+        // A new incarnation replaces the link to the old one.
+        if let Some((old, _)) = previous
+            && old != member
+            && let Some(link) = self.links.lock().get(&member.id).cloned()
+            && link.member != member
+        {
+            link.close();
+        }
+        if self.me.id < member.id {
+            // Called from the membership thread too, hence the explicit runtime.
+            self.tasks.spawn_on(
+                Arc::clone(self).dial_until_linked(member, peer_address),
+                &self.runtime,
+            );
+        }
+    }
+
+    /// `member` left the view: close its link and stop dialling it.
+    pub(crate) fn member_down(&self, member: Member) {
+        {
+            let mut wanted = self.wanted.lock();
+            if wanted
+                .get(&member.id)
+                .is_some_and(|(wanted_member, _)| *wanted_member == member)
+            {
+                wanted.remove(&member.id);
+            }
+        }
+        self.last_frame_numbers
+            .lock()
+            .retain(|known, _| known.id != member.id || *known != member);
+        if let Some(link) = self
+            .links
+            .lock()
+            .get(&member.id)
+            .filter(|link| link.member == member)
+            .cloned()
+        {
+            link.close();
+        }
+    }
+
+    fn is_wanted(&self, member: Member) -> bool {
+        self.wanted
+            .lock()
+            .get(&member.id)
+            .is_some_and(|(wanted, _)| *wanted == member)
+    }
+
+    /// A link closed: forget it, and dial again if the member is still wanted and this side dials.
+    pub(crate) fn link_closed(self: &Arc<Peers>, link: &Arc<Link>) {
+        {
+            let mut last_frame_numbers = self.last_frame_numbers.lock();
+            let last = last_frame_numbers.entry(link.member).or_insert(0);
+            *last = (*last).max(link.last_frame_number());
+        }
+        {
+            let mut links = self.links.lock();
+            if links
+                .get(&link.member.id)
+                .is_some_and(|current| Arc::ptr_eq(current, link))
+            {
+                links.remove(&link.member.id);
+            }
+        }
+        if self.shutdown.is_cancelled() || self.me.id > link.member.id {
+            return;
+        }
+        let address_opt = self
+            .wanted
+            .lock()
+            .get(&link.member.id)
+            .filter(|(member, _)| *member == link.member)
+            .map(|(_, address)| *address);
+        if let Some(address) = address_opt {
+            self.tasks.spawn_on(
+                Arc::clone(self).dial_until_linked(link.member, address),
+                &self.runtime,
+            );
+        }
+    }
+
+    async fn dial_until_linked(self: Arc<Peers>, member: Member, address: SocketAddr) {
+        let mut delay = REDIAL_DELAY_MIN;
+        while self.is_wanted(member)
+            && !self.shutdown.is_cancelled()
+            && self.link_to(member).is_none()
+        {
+            match self.dial(member, address).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if self.handshake_log.allow() {
+                        tracing::warn!(peer = ?member, %address, %error, "cannot link to peer; retrying");
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            delay = (delay * 2).min(REDIAL_DELAY_MAX);
+        }
+    }
+
+    async fn dial(self: &Arc<Peers>, member: Member, address: SocketAddr) -> Result<(), String> {
+        let mut stream = tokio::time::timeout(
+            handshake::HANDSHAKE_TIMEOUT,
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|error| error.to_string())?;
+        let identity = handshake::initiate(
+            &mut stream,
+            &self.keys,
+            self.local.clone(),
+            self.me.incarnation,
+            member.id,
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        if identity.incarnation != member.incarnation {
+            return Err(format!(
+                "reached incarnation {} of the peer, expected {}",
+                identity.incarnation.0, member.incarnation.0
+            ));
+        }
+        self.install(member, stream);
+        Ok(())
+    }
+
+    /// Accepts peer connections until shutdown.
+    pub(crate) async fn accept_forever(self: Arc<Peers>, listener: tokio::net::TcpListener) {
+        loop {
+            let (stream, address) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a peer connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = self.shutdown.cancelled() => return,
+            };
+            if !crate::config::is_allowed(&self.allow, address.ip()) {
+                if self.not_allowed_log.allow() {
+                    tracing::warn!(%address, "refused a peer connection from a host outside --allow");
+                }
+                continue;
+            }
+            let peers = Arc::clone(&self);
+            self.tasks.spawn_on(
+                async move { peers.accept_one(stream, address).await },
+                &self.runtime,
+            );
+        }
+    }
+
+    async fn accept_one(self: Arc<Peers>, mut stream: tokio::net::TcpStream, address: SocketAddr) {
+        let identity = match handshake::respond(
+            &mut stream,
+            &self.keys,
+            self.local.clone(),
+            self.me.incarnation,
+        )
+        .await
+        {
+            Ok(identity) => identity,
+            Err(error) => {
+                if self.handshake_log.allow() {
+                    tracing::warn!(%address, %error, "refused a peer link");
+                }
+                return;
+            }
+        };
+        if identity.node_id > self.me.id {
+            // The lower id dials; a higher one dialling is out of step (it will learn).
+            tracing::debug!(%address, "refused a link dialled by a higher node id");
+            return;
+        }
+        let member = Member {
+            id: identity.node_id,
+            incarnation: identity.incarnation,
+        };
+        self.install(member, stream);
+    }
+
+    /// Makes `stream` the link to `member`, closing any older link to that node.
+    fn install(self: &Arc<Peers>, member: Member, stream: tokio::net::TcpStream) {
+        let Some(handler) = self.handler.get().cloned() else {
+            return;
+        };
+        // The link is registered and announced before its reader starts, so whatever the handler
+        // sends on link-up (a table request) is queued first and every frame it receives finds
+        // the link known.
+        let replaced = self.links.lock().remove(&member.id);
+        let frame_base = {
+            let mut last_frame_numbers = self.last_frame_numbers.lock();
+            if let Some(old) = &replaced
+                && old.member == member
+            {
+                last_frame_numbers.insert(member, old.last_frame_number());
+            }
+            *last_frame_numbers.entry(member).or_insert(0)
+        };
+        if let Some(old) = replaced {
+            old.close();
+        }
+        let link = Arc::new(Link::new(member, frame_base));
+        self.links.lock().insert(member.id, Arc::clone(&link));
+        handler.on_link_up(&link);
+        link::run(&link, stream, handler, &self.tasks);
+    }
+}
