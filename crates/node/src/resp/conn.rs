@@ -61,6 +61,8 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut queue: VecDeque<Queued> = VecDeque::new();
+    // Partitions of the commands whose replies are still pending in `queue`.
+    let mut in_flight = InFlight::default();
     loop {
         // Run every complete request in the input.
         let mut close = false;
@@ -68,13 +70,26 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
             let limits = session.limits(&state.config);
             match parser.parse(&mut input, &limits) {
                 Ok(Some(request)) => {
-                    run_request(
+                    if let Some(prepared) = prepare(
                         &state,
                         &mut session,
                         request.into_args(),
                         &mut output,
                         &mut queue,
-                    );
+                    ) {
+                        let footprint = Footprint::of(&state, &prepared.command);
+                        // A command never overtakes an earlier one of the same partition that
+                        // is still pending (a relay in flight): it waits for it (PROTOCOL.md §12).
+                        if in_flight.conflicts_with(&footprint) {
+                            if drain_queue(&state, &mut queue, &mut output).await.is_err() {
+                                return;
+                            }
+                            in_flight = InFlight::default();
+                        }
+                        if run_prepared(&state, &mut session, prepared, &mut output, &mut queue) {
+                            in_flight.add(footprint);
+                        }
+                    }
                     if session.closing {
                         close = true;
                         break;
@@ -101,6 +116,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                 }
             }
         }
+        in_flight = InFlight::default();
         if drain_queue(&state, &mut queue, &mut output).await.is_err()
             || write_output(&state, &mut stream, &mut output)
                 .await
@@ -146,13 +162,21 @@ fn target_buffer<'a>(
     }
 }
 
-fn run_request(
+/// A request that passed authentication and parsing, ready to run.
+struct Prepared {
+    command: Command,
+    command_index: usize,
+    started: Instant,
+}
+
+/// Checks authentication and parses; errors are answered here and yield `None`.
+fn prepare(
     state: &Arc<NodeState>,
     session: &mut Session,
     args: Vec<bytes::Bytes>,
     output: &mut BytesMut,
     queue: &mut VecDeque<Queued>,
-) {
+) -> Option<Prepared> {
     let started = Instant::now();
     NodeCounters::add(&state.counters.commands_processed, 1);
     let command_index_opt = args.first().and_then(|name| resp_command_index(name));
@@ -177,23 +201,42 @@ fn run_request(
                 .inc(admin::ClientErrorKind::Auth);
             ReplyEncoder::new(target_buffer(output, queue), protocol)
                 .error("NOAUTH Authentication required.");
-            return;
+            return None;
         }
     }
 
-    let command = match Command::parse(args) {
-        Ok(command) => command,
+    match Command::parse(args) {
+        // Unknown commands were refused by the parser, so the index is known here.
+        Ok(command) => Some(Prepared {
+            command,
+            command_index: command_index_opt.unwrap_or(0),
+            started,
+        }),
         Err(error) => {
             NodeCounters::add(&state.counters.error_replies, 1);
             ReplyEncoder::new(target_buffer(output, queue), protocol).error(error.reply_line());
             if let Some(index) = command_index_opt {
                 state.command_stats.record(index, elapsed_ns(started), true);
             }
-            return;
+            None
         }
-    };
-    // Unknown commands were refused by the parser, so the index is known from here on.
-    let command_index = command_index_opt.unwrap_or(0);
+    }
+}
+
+/// Runs a prepared command. Returns whether its reply is pending (queued, not yet known).
+fn run_prepared(
+    state: &Arc<NodeState>,
+    session: &mut Session,
+    prepared: Prepared,
+    output: &mut BytesMut,
+    queue: &mut VecDeque<Queued>,
+) -> bool {
+    let Prepared {
+        command,
+        command_index,
+        started,
+    } = prepared;
+    let protocol = session.protocol;
     let stat = Stat {
         command_index,
         started,
@@ -203,7 +246,8 @@ fn run_request(
         Dispatched::Written => {
             state
                 .command_stats
-                .record(command_index, elapsed_ns(started), false)
+                .record(command_index, elapsed_ns(started), false);
+            false
         }
         Dispatched::Store(Pending::Ready(reply), shape) => {
             let is_error = matches!(reply, Reply::Error(_));
@@ -218,6 +262,7 @@ fn run_request(
             state
                 .command_stats
                 .record(command_index, elapsed_ns(started), is_error);
+            false
         }
         Dispatched::Store(Pending::Later(reply), shape) => {
             queue.push_back(Queued::Store {
@@ -226,8 +271,84 @@ fn run_request(
                 protocol,
                 stat,
             });
+            true
         }
-        Dispatched::Encoded(bytes) => queue.push_back(Queued::Encoded { bytes, stat }),
+        Dispatched::Encoded(bytes) => {
+            queue.push_back(Queued::Encoded { bytes, stat });
+            true
+        }
+    }
+}
+
+/// The partitions a command touches, for the ordering rule.
+enum Footprint {
+    /// Runs on this node alone (connection and server commands).
+    None,
+    /// The partitions of its keys.
+    Partitions(Vec<u32>),
+    /// Every partition (SCAN, KEYS, DBSIZE, FLUSHDB, FLUSHALL).
+    All,
+}
+
+impl Footprint {
+    fn of(state: &NodeState, command: &Command) -> Footprint {
+        use resp::{KeyCommand, ServerCommand};
+        match command {
+            Command::Key(KeyCommand::Scan(_) | KeyCommand::Keys { .. })
+            | Command::Server(
+                ServerCommand::DbSize
+                | ServerCommand::FlushDb { .. }
+                | ServerCommand::FlushAll { .. },
+            ) => Footprint::All,
+            _ => {
+                let partitions: Vec<u32> = command
+                    .keys()
+                    .map(|key| state.router.partition_of(key))
+                    .collect();
+                if partitions.is_empty() {
+                    Footprint::None
+                } else {
+                    Footprint::Partitions(partitions)
+                }
+            }
+        }
+    }
+}
+
+/// The partitions of the pending replies of a connection.
+#[derive(Default)]
+struct InFlight {
+    all: bool,
+    partitions: Vec<u32>,
+}
+
+impl InFlight {
+    fn conflicts_with(&self, footprint: &Footprint) -> bool {
+        match footprint {
+            Footprint::None => false,
+            _ if self.all => true,
+            Footprint::All => !self.partitions.is_empty(),
+            Footprint::Partitions(partitions) => partitions
+                .iter()
+                .any(|partition| self.partitions.contains(partition)),
+        }
+    }
+
+    /// Beyond this many pending partitions every new keyed command waits: keeps the check cheap
+    /// for long pipelines.
+    const PARTITIONS_MAX: usize = 64;
+
+    fn add(&mut self, footprint: Footprint) {
+        match footprint {
+            Footprint::None => {}
+            Footprint::All => self.all = true,
+            Footprint::Partitions(partitions) => {
+                self.partitions.extend(partitions);
+                if self.partitions.len() > Self::PARTITIONS_MAX {
+                    self.all = true;
+                }
+            }
+        }
     }
 }
 
