@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use resp::{Command, ProtocolVersion, ReplyEncoder, RequestParser};
+use resp::{Command, ProtocolError, ProtocolVersion, ReplyEncoder, RequestParser};
 use store::Reply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -108,7 +108,11 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                     // The input is out of step with request boundaries: answer and close.
                     tracing::debug!(client = %session.peer, %error, "protocol error; closing the connection");
                     NodeCounters::add(&state.counters.error_replies, 1);
-                    let line = error.reply_line();
+                    state
+                        .metrics
+                        .client_errors
+                        .inc(admin::ClientErrorKind::Protocol);
+                    let line = protocol_error_line(&error, session.authenticated);
                     let target = target_buffer(&mut output, &mut queue);
                     ReplyEncoder::new(target, session.protocol).error(line);
                     close = true;
@@ -142,6 +146,21 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
             Ok(0) | Err(_) => return,
             Ok(bytes) => NodeCounters::add(&state.counters.net_input_bytes, bytes as u64),
         }
+    }
+}
+
+/// The line sent before closing a connection for `error`. Before AUTH the limits in force are
+/// the small pre-authentication ones, not `--max-value-bytes`: naming that flag would mislead,
+/// so the refusal is worded as Redis words it (`Protocol error: unauthenticated bulk length`).
+fn protocol_error_line(error: &ProtocolError, authenticated: bool) -> String {
+    match error {
+        ProtocolError::ValueTooLarge { .. } if !authenticated => {
+            "ERR Protocol error: unauthenticated bulk length".to_string()
+        }
+        ProtocolError::TooManyArguments { .. } if !authenticated => {
+            "ERR Protocol error: unauthenticated multibulk length".to_string()
+        }
+        _ => error.reply_line(),
     }
 }
 
