@@ -27,6 +27,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -146,10 +147,34 @@ fn loopback(port: u16) -> SocketAddr {
 #[derive(Default)]
 struct LogBuffer {
     text: Mutex<String>,
+    /// Notified on every appended line and when a reader ends.
     appended: Condvar,
+    /// Output streams still being read (stdout, stderr).
+    num_open_readers: AtomicUsize,
 }
 
 impl LogBuffer {
+    /// Waits (at most `timeout`) until every output stream reached its end, so a log printed
+    /// after the process died holds its last lines.
+    fn wait_for_end(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut text = self
+            .text
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        while self.num_open_readers.load(Ordering::SeqCst) > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            text = self
+                .appended
+                .wait_timeout(text, deadline - now)
+                .unwrap_or_else(|poison| poison.into_inner())
+                .0;
+        }
+    }
+
     fn append_line(&self, line: &str) {
         let mut text = self
             .text
@@ -190,16 +215,21 @@ fn strip_ansi(line: &str) -> String {
 }
 
 fn spawn_log_reader(stream: impl Read + Send + 'static, log: Arc<LogBuffer>) {
+    log.num_open_readers.fetch_add(1, Ordering::SeqCst);
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
         loop {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => break,
                 Ok(_) => log.append_line(&strip_ansi(&String::from_utf8_lossy(&line))),
             }
         }
+        // Decrement under the lock, so a waiter cannot miss the notification.
+        let _text = log.text.lock().unwrap_or_else(|poison| poison.into_inner());
+        log.num_open_readers.fetch_sub(1, Ordering::SeqCst);
+        log.appended.notify_all();
     });
 }
 
@@ -307,14 +337,49 @@ impl ChildProcess {
         );
     }
 
-    /// `kill -STOP`: the process freezes, its sockets stay open but nothing answers.
+    /// `kill -STOP`: the process freezes, its sockets stay open but nothing answers. Returns
+    /// once every thread of the process is stopped (the kernel stops them asynchronously).
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        let stopped = wait_until(Duration::from_secs(10), || {
+            self.thread_states()
+                .iter()
+                .all(|state| *state == 'T')
+                .then_some(())
+        });
+        assert!(
+            stopped.is_some(),
+            "{} did not stop after SIGSTOP",
+            self.label
+        );
     }
 
-    /// `kill -CONT`: a paused process goes on.
+    /// `kill -CONT`: a paused process goes on. Returns once no thread is stopped any more.
     pub fn resume(&self) {
         self.signal(libc::SIGCONT);
+        let resumed = wait_until(Duration::from_secs(10), || {
+            (!self.thread_states().contains(&'T')).then_some(())
+        });
+        assert!(
+            resumed.is_some(),
+            "{} did not go on after SIGCONT",
+            self.label
+        );
+    }
+
+    /// The state letter (`R`, `S`, `T`, ...) of every thread, from `/proc/PID/task/*/stat`.
+    fn thread_states(&self) -> Vec<char> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|task| {
+                let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+                // The state follows the command name, which is in parentheses and may hold
+                // spaces: take the first letter after the last ')'.
+                stat.rsplit_once(')')?.1.trim_start().chars().next()
+            })
+            .collect()
     }
 
     /// SIGTERM: a planned stop. Use [`ChildProcess::wait_exit`] for the outcome.
@@ -361,6 +426,10 @@ impl ChildProcess {
 
     /// Prints the log to the test's output, framed by the label.
     pub fn print_log(&self) {
+        if self.exit_status_opt.is_some() {
+            // The process is gone: its last lines are still on their way through the pipes.
+            self.log.wait_for_end(Duration::from_secs(2));
+        }
         eprintln!(
             "----- log of {} (pid {}) -----\n{}----- end of log of {} -----",
             self.label,
