@@ -419,16 +419,48 @@ async fn increment_and_decrement_create_with_an_initial_value_only_when_asked() 
         quiet: true,
     };
     client.send(&quiet_increment).await;
+    let quiet_miss = client
+        .send(&BinaryCommand::Arithmetic {
+            key: bytes("none"),
+            direction: Direction::Decrement,
+            delta: 1,
+            create_opt: None,
+            compare_cas_opt: None,
+            quiet: true,
+        })
+        .await;
     let noop = client.send(&BinaryCommand::Noop).await;
     let responses = client.read_until(noop).await;
-    assert_eq!(responses.len(), 1, "{responses:?}");
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    assert_eq!(responses[0].header.opaque, quiet_miss);
     check(
-        &client.call(&get("n")).await,
-        opcode::GET,
-        NO_ERROR,
+        &responses[0],
+        opcode::DECREMENTQ,
+        KEY_NOT_FOUND,
         "",
-        b"2",
+        b"Not found",
     );
+    let hit = client.call(&get("n")).await;
+    let cas = check(&hit, opcode::GET, NO_ERROR, "", b"2");
+    let compare = |compare_cas| BinaryCommand::Arithmetic {
+        key: bytes("n"),
+        direction: Direction::Increment,
+        delta: 1,
+        create_opt: None,
+        compare_cas_opt: Some(compare_cas),
+        quiet: false,
+    };
+    let stale = client.call(&compare(cas + 1)).await;
+    check(
+        &stale,
+        opcode::INCREMENT,
+        KEY_EXISTS,
+        "",
+        b"Data exists for key.",
+    );
+    let swapped = client.call(&compare(cas)).await;
+    assert_eq!((swapped.status(), swapped.counter()), (NO_ERROR, 3));
+    assert!(swapped.header.cas > cas);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use memcache::{Direction, Limits, StoreMode};
 use store::{Op, StoreError};
 
 use super::auth::{self, BEFORE_AUTH_LIMITS, SASL_MECHANISMS};
-use super::conn::{Answer, FrontEnd, Replies, Stat, Step};
+use super::conn::{Answer, Footprint, FrontEnd, Next, Replies, Stat, Step};
 use super::flush::flush_all;
 use super::ops::{
     self, CounterCommand, CounterOutcome, DeleteOutcome, MEMCACHED_DB, StoreCommand, StoreOutcome,
@@ -21,7 +21,7 @@ use super::ops::{
 use super::stats::{self, Command, Counters, StatsAnswer};
 use super::text::{count_arithmetic, count_store};
 use crate::config::NodeConfig;
-use crate::state::NodeCounters;
+use crate::state::{NodeCounters, NodeState};
 
 /// A binary-protocol connection: its parser, and whether it has authenticated.
 pub(super) struct BinaryFrontEnd {
@@ -52,23 +52,25 @@ impl BinaryFrontEnd {
 }
 
 impl FrontEnd for BinaryFrontEnd {
-    fn step(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Step {
+    type Request = BinaryRequest;
+
+    fn next(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Next<BinaryRequest> {
         let limits = if self.authenticated {
             self.limits
         } else {
             BEFORE_AUTH_LIMITS
         };
         match self.parser.parse(input, &limits) {
-            Ok(None) => Step::Incomplete,
+            Ok(None) => Next::Incomplete,
             Ok(Some(request)) => {
                 NodeCounters::add(&replies.state.counters.commands_processed, 1);
                 if !self.authenticated && !allowed_before_auth(request.header.opcode) {
                     // memcached answers "auth error" and closes the connection.
                     replies.refused(Some(admin::ClientErrorKind::Auth));
                     encode_failure(replies.buffer(), &request, Status::AuthError);
-                    return Step::Close;
+                    return Next::Answered(Step::Close);
                 }
-                self.run(request, replies)
+                Next::Request(request)
             }
             Err(error) => {
                 let header = *error.header();
@@ -87,7 +89,7 @@ impl FrontEnd for BinaryFrontEnd {
                         &[],
                         message,
                     );
-                    return Step::Close;
+                    return Next::Answered(Step::Close);
                 }
                 let kind = match error {
                     BinaryError::KeyTooLong { .. } | BinaryError::ValueTooLarge { .. } => {
@@ -97,17 +99,34 @@ impl FrontEnd for BinaryFrontEnd {
                 };
                 replies.refused(Some(kind));
                 encode_error(replies.buffer(), &error);
-                if error.closes_connection() {
+                Next::Answered(if error.closes_connection() {
                     Step::Close
                 } else {
                     Step::Ran
-                }
+                })
             }
         }
     }
-}
 
-impl BinaryFrontEnd {
+    fn footprint(&self, state: &NodeState, request: &BinaryRequest) -> Footprint {
+        match &request.command {
+            BinaryCommand::Get { key, .. }
+            | BinaryCommand::GetAndTouch { key, .. }
+            | BinaryCommand::Touch { key, .. }
+            | BinaryCommand::Store { key, .. }
+            | BinaryCommand::Delete { key, .. }
+            | BinaryCommand::Arithmetic { key, .. } => Footprint::of_keys(state, [key]),
+            BinaryCommand::Flush { .. } => Footprint::All,
+            BinaryCommand::Noop
+            | BinaryCommand::Version
+            | BinaryCommand::Quit { .. }
+            | BinaryCommand::Stat { .. }
+            | BinaryCommand::SaslListMechanisms
+            | BinaryCommand::SaslAuth { .. }
+            | BinaryCommand::SaslStep { .. } => Footprint::None,
+        }
+    }
+
     fn run(&mut self, request: BinaryRequest, replies: &mut Replies<'_>) -> Step {
         let started = Instant::now();
         let state = replies.state;
@@ -399,14 +418,33 @@ fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) 
         StoreError::NonNumericValue => (Status::NonNumericValue, None),
         // A RESP hash under the key: the item cannot be changed the memcached way.
         StoreError::WrongType => (Status::ItemNotStored, None),
-        _ => (Status::InvalidArguments, None),
+        // No reachable primary, and whatever else the store may add: a failure of the server,
+        // not of the request, told in the error's own words.
+        other => return server_failure(request, &other.to_string(), out),
     };
     encode_failure(out, request, status);
     Answer::Error(kind_opt)
 }
 
+/// Answers a failure of the server with `message` as the body. memcached's own status for it,
+/// 0x0086 "temporary failure", is not in the codec; 0x0082 is the server-side failure status
+/// clients know (libmemcached reports a memory failure and reconnects, which is also right for a
+/// partition without a reachable primary), and the body says what really happened.
+fn server_failure(request: &BinaryRequest, message: &str, out: &mut BytesMut) -> Answer {
+    encode_response(
+        out,
+        request.header.opcode,
+        Status::OutOfMemory,
+        request.header.opaque,
+        0,
+        &[],
+        &[],
+        message.as_bytes(),
+    );
+    Answer::Error(None)
+}
+
 /// Answers a reply no op of this command gives (a bug) without panicking.
 fn unexpected(request: &BinaryRequest, out: &mut BytesMut) -> Answer {
-    encode_failure(out, request, Status::InvalidArguments);
-    Answer::Error(None)
+    server_failure(request, "unexpected reply from the store", out)
 }

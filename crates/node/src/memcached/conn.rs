@@ -3,7 +3,10 @@
 //!
 //! The same loop as the RESP front end's: every complete request in the input runs before the
 //! replies go out in one `write`; a reply not known at once (a relayed op, a write waiting for
-//! its backups) is queued, and the replies after it wait behind it so the order holds.
+//! its backups) is queued, and the replies after it wait behind it so the order holds. A request
+//! never overtakes a pending one of the same partition (PROTOCOL.md §12): it waits until the
+//! replies before it are known, so a write relayed to an old primary cannot land after a later
+//! write that ran on the new one.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -67,21 +70,103 @@ impl Stat {
     }
 }
 
-/// What one step of a front end did.
+/// What to do after a request was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Step {
-    /// A request (or a refused one) was taken off the input; there may be more.
+    /// Go on with the next request.
     Ran,
-    /// The input holds no complete request.
-    Incomplete,
     /// Close the connection once the replies so far are written.
     Close,
 }
 
+/// What a front end took off the input.
+pub(super) enum Next<R> {
+    /// A request to run.
+    Request(R),
+    /// A request the front end answered itself: refused, or run before authentication.
+    Answered(Step),
+    /// The input holds no complete request.
+    Incomplete,
+}
+
 /// One protocol's way of taking requests off the input and answering them.
 pub(super) trait FrontEnd {
-    /// Takes the next request off `input` and runs it, answering through `replies`.
-    fn step(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Step;
+    type Request;
+
+    /// Takes the next request off `input`, answering refusals through `replies`.
+    fn next(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Next<Self::Request>;
+
+    /// The partitions `request` touches, for the ordering rule.
+    fn footprint(&self, state: &NodeState, request: &Self::Request) -> Footprint;
+
+    /// Runs `request`, answering through `replies`.
+    fn run(&mut self, request: Self::Request, replies: &mut Replies<'_>) -> Step;
+}
+
+/// The partitions a request touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Footprint {
+    /// None: it runs on this node alone (`version`, `stats`, NOOP, SASL).
+    None,
+    /// The partitions of its keys.
+    Partitions(Vec<u32>),
+    /// Every partition (`flush_all`).
+    All,
+}
+
+impl Footprint {
+    /// The partitions of `keys`.
+    pub(super) fn of_keys<'a>(
+        state: &NodeState,
+        keys: impl IntoIterator<Item = &'a bytes::Bytes>,
+    ) -> Footprint {
+        let partitions: Vec<u32> = keys
+            .into_iter()
+            .map(|key| state.router.partition_of(key))
+            .collect();
+        if partitions.is_empty() {
+            Footprint::None
+        } else {
+            Footprint::Partitions(partitions)
+        }
+    }
+}
+
+/// The partitions of a connection's pending replies.
+#[derive(Debug, Default)]
+struct InFlight {
+    all: bool,
+    partitions: Vec<u32>,
+}
+
+impl InFlight {
+    /// Beyond this many pending partitions every new keyed request waits: keeps the check cheap
+    /// for long pipelines.
+    const PARTITIONS_MAX: usize = 64;
+
+    fn conflicts_with(&self, footprint: &Footprint) -> bool {
+        match footprint {
+            Footprint::None => false,
+            _ if self.all => true,
+            Footprint::All => !self.partitions.is_empty(),
+            Footprint::Partitions(partitions) => partitions
+                .iter()
+                .any(|partition| self.partitions.contains(partition)),
+        }
+    }
+
+    fn add(&mut self, footprint: Footprint) {
+        match footprint {
+            Footprint::None => {}
+            Footprint::All => self.all = true,
+            Footprint::Partitions(partitions) => {
+                self.partitions.extend(partitions);
+                if self.partitions.len() > Self::PARTITIONS_MAX {
+                    self.all = true;
+                }
+            }
+        }
+    }
 }
 
 /// A connection's replies in request order: the bytes ready to write, and behind the first reply
@@ -92,13 +177,15 @@ struct ReplyQueue {
     /// Empty unless a reply waits for its value; a reply known now goes here, not to `output`,
     /// while one before it waits.
     queue: VecDeque<Queued>,
+    /// Replies ever queued to wait for their value: tells whether a request left one pending.
+    num_later_pushed: u64,
 }
 
 impl ReplyQueue {
     fn with_capacity(capacity_bytes: usize) -> ReplyQueue {
         ReplyQueue {
             output: BytesMut::with_capacity(capacity_bytes),
-            queue: VecDeque::new(),
+            ..ReplyQueue::default()
         }
     }
 
@@ -118,6 +205,7 @@ impl ReplyQueue {
 
     fn push_later(&mut self, encoder: BoxFuture<Encoder>, stat: Stat) {
         self.queue.push_back(Queued::Later { encoder, stat });
+        self.num_later_pushed += 1;
     }
 
     /// Whether a reply waits for its value.
@@ -215,20 +303,21 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, peer: So
     }
 }
 
-async fn serve_with(
+async fn serve_with<F: FrontEnd>(
     state: Arc<NodeState>,
     node: Arc<NodeMemcached>,
     mut stream: TcpStream,
     peer: SocketAddr,
     mut input: BytesMut,
-    mut front_end: impl FrontEnd,
+    mut front_end: F,
 ) {
     let mut replies = ReplyQueue::with_capacity(READ_CHUNK_BYTES);
+    let mut in_flight = InFlight::default();
     loop {
         // Run every complete request in the input.
         let mut close = false;
         loop {
-            let step = front_end.step(
+            let next = front_end.next(
                 &mut input,
                 &mut Replies {
                     state: &state,
@@ -236,6 +325,32 @@ async fn serve_with(
                     queue: &mut replies,
                 },
             );
+            let step = match next {
+                Next::Incomplete => break,
+                Next::Answered(step) => step,
+                Next::Request(request) => {
+                    let footprint = front_end.footprint(&state, &request);
+                    if in_flight.conflicts_with(&footprint) {
+                        replies
+                            .settle(&node.counters, |stat, answer| record(&state, stat, answer))
+                            .await;
+                        in_flight = InFlight::default();
+                    }
+                    let num_later_before = replies.num_later_pushed;
+                    let step = front_end.run(
+                        request,
+                        &mut Replies {
+                            state: &state,
+                            node: &node,
+                            queue: &mut replies,
+                        },
+                    );
+                    if replies.num_later_pushed != num_later_before {
+                        in_flight.add(footprint);
+                    }
+                    step
+                }
+            };
             match step {
                 Step::Ran => {
                     if replies.output.len() >= OUTPUT_FLUSH_BYTES
@@ -247,7 +362,6 @@ async fn serve_with(
                         return;
                     }
                 }
-                Step::Incomplete => break,
                 Step::Close => {
                     tracing::debug!(client = %peer, "closing the memcached connection");
                     close = true;
@@ -258,6 +372,7 @@ async fn serve_with(
         replies
             .settle(&node.counters, |stat, answer| record(&state, stat, answer))
             .await;
+        in_flight = InFlight::default();
         if write_output(&state, &mut stream, &mut replies.output)
             .await
             .is_err()
@@ -355,6 +470,28 @@ mod tests {
                 answer
             }) as Encoder
         })
+    }
+
+    #[test]
+    fn a_request_waits_only_for_pending_replies_of_its_partitions() {
+        let mut in_flight = InFlight::default();
+        let partitions = |list: &[u32]| Footprint::Partitions(list.to_vec());
+        assert!(!in_flight.conflicts_with(&partitions(&[1])));
+        assert!(!in_flight.conflicts_with(&Footprint::All));
+        in_flight.add(partitions(&[1, 2]));
+        assert!(in_flight.conflicts_with(&partitions(&[2])));
+        assert!(!in_flight.conflicts_with(&partitions(&[3])));
+        assert!(!in_flight.conflicts_with(&Footprint::None));
+        assert!(in_flight.conflicts_with(&Footprint::All));
+        in_flight.add(Footprint::All);
+        assert!(in_flight.conflicts_with(&partitions(&[3])));
+        assert!(!in_flight.conflicts_with(&Footprint::None));
+
+        let mut long_pipeline = InFlight::default();
+        for partition in 0..=InFlight::PARTITIONS_MAX as u32 {
+            long_pipeline.add(partitions(&[partition]));
+        }
+        assert!(long_pipeline.conflicts_with(&partitions(&[100_000])));
     }
 
     #[tokio::test]

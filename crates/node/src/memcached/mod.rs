@@ -21,7 +21,10 @@
 //! - Meta commands: `mg` reports `h0` and `l0` (scd does not track accesses); the anti-stampede
 //!   flags that need per-item state scd does not keep (`mg R`, `ms I`, `md I`, and `E` everywhere)
 //!   are refused with a `CLIENT_ERROR` naming the flag (`meta.rs`).
-//! - `stats` counts connections, bytes read and written for the whole node (RESP included).
+//! - `stats` counts connections, bytes read and written for the whole node (RESP included);
+//!   `limit_maxbytes` is `--max-memory`, 0 when memory is not bounded; nothing is ever evicted.
+//! - A touch (`touch`, `gat`, TOUCH, `mg ... T`) gives the item a new CAS: it is a write that
+//!   replicates like any other, so it gets a new version.
 
 mod auth;
 mod binary;

@@ -12,7 +12,7 @@ use memcache::{Direction, Limits, StoreMode};
 use store::{Op, StoreError};
 
 use super::auth::{self, BEFORE_AUTH_LIMITS};
-use super::conn::{Answer, FrontEnd, Replies, Stat, Step};
+use super::conn::{Answer, Footprint, FrontEnd, Next, Replies, Stat, Step};
 use super::flush::flush_all;
 use super::meta;
 use super::ops::{
@@ -20,7 +20,7 @@ use super::ops::{
 };
 use super::stats::{self, Command, Counters, StatsAnswer};
 use crate::config::NodeConfig;
-use crate::state::NodeCounters;
+use crate::state::{NodeCounters, NodeState};
 
 /// A text-protocol connection: its parser, and whether it has authenticated.
 pub(super) struct TextFrontEnd {
@@ -43,20 +43,22 @@ impl TextFrontEnd {
 }
 
 impl FrontEnd for TextFrontEnd {
-    fn step(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Step {
+    type Request = TextRequest;
+
+    fn next(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Next<TextRequest> {
         let limits = if self.authenticated {
             self.limits
         } else {
             BEFORE_AUTH_LIMITS
         };
         match self.parser.parse(input, &limits) {
-            Ok(None) => Step::Incomplete,
+            Ok(None) => Next::Incomplete,
             Ok(Some(request)) => {
                 NodeCounters::add(&replies.state.counters.commands_processed, 1);
                 if self.authenticated {
-                    run(request, replies)
+                    Next::Request(request)
                 } else {
-                    self.before_auth(request, replies)
+                    Next::Answered(self.before_auth(request, replies))
                 }
             }
             Err(error) => {
@@ -73,13 +75,38 @@ impl FrontEnd for TextFrontEnd {
                 } else {
                     encode_client_error(replies.buffer(), unauthenticated_message(&error));
                 }
-                if error.closes_connection() {
+                Next::Answered(if error.closes_connection() {
                     Step::Close
                 } else {
                     Step::Ran
-                }
+                })
             }
         }
+    }
+
+    fn footprint(&self, state: &NodeState, request: &TextRequest) -> Footprint {
+        let key = |key| Footprint::of_keys(state, [key]);
+        match request {
+            TextRequest::Get(get) => Footprint::of_keys(state, &get.keys),
+            TextRequest::Store(store) => key(&store.key),
+            TextRequest::Delete { key: deleted, .. } => key(deleted),
+            TextRequest::Arithmetic(arithmetic) => key(&arithmetic.key),
+            TextRequest::Touch { key: touched, .. } => key(touched),
+            TextRequest::MetaGet(meta) => key(&meta.key),
+            TextRequest::MetaSet(meta) => key(&meta.key),
+            TextRequest::MetaDelete(meta) => key(&meta.key),
+            TextRequest::MetaArithmetic(meta) => key(&meta.key),
+            TextRequest::FlushAll { .. } => Footprint::All,
+            TextRequest::Version
+            | TextRequest::Stats { .. }
+            | TextRequest::Verbosity { .. }
+            | TextRequest::Quit
+            | TextRequest::MetaNoop => Footprint::None,
+        }
+    }
+
+    fn run(&mut self, request: TextRequest, replies: &mut Replies<'_>) -> Step {
+        run(request, replies)
     }
 }
 

@@ -25,6 +25,8 @@ pub const START_MS: u64 = 1_700_000_000_000;
 pub struct TestNode {
     pub memcached_addr: SocketAddr,
     pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    /// The node's clock, unless it runs on the system clock ([`TestNode::start_on_system_clock`]).
     pub clock: ManualClock,
     shutdown_opt: Option<oneshot::Sender<()>>,
 }
@@ -37,6 +39,15 @@ impl TestNode {
 
     /// A node whose configuration `adjust` changes first (a password, a smaller value limit).
     pub async fn start_with(adjust: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        TestNode::start_inner(adjust, false).await
+    }
+
+    /// A node on the system clock, for tests of a cluster, whose timers must run.
+    pub async fn start_on_system_clock(adjust: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        TestNode::start_inner(adjust, true).await
+    }
+
+    async fn start_inner(adjust: impl FnOnce(&mut NodeConfig), system_clock: bool) -> TestNode {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut config = NodeConfig::with_name("memcached-test");
         config.client_addr = loopback;
@@ -48,9 +59,14 @@ impl TestNode {
         let listeners = node::Listeners::bind(&config).expect("loopback ports bind");
         let memcached_addr = listeners.memcached_addr().expect("memcached is configured");
         let client_addr = listeners.client_addr();
+        let peer_addr = listeners.peer_addr();
         let clock = ManualClock::new(START_MS);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let node_clock = Arc::new(clock.clone());
+        let node_clock: Arc<dyn node::clock::Clock> = if system_clock {
+            Arc::new(node::clock::SystemClock)
+        } else {
+            Arc::new(clock.clone())
+        };
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = shutdown_rx.await;
@@ -62,6 +78,7 @@ impl TestNode {
         TestNode {
             memcached_addr,
             client_addr,
+            peer_addr,
             clock,
             shutdown_opt: Some(shutdown_tx),
         }
