@@ -124,6 +124,7 @@ pub async fn run_with_clock(
     let node = Arc::new(NodeState {
         router: router::Router::new(Arc::clone(&io), Arc::clone(&clock), config.num_partitions),
         io,
+        memcached: Arc::default(),
         config,
         addresses,
         clock,

@@ -31,6 +31,8 @@ pub enum Status {
     UnknownCommand,
     /// 0x0082: the server is out of memory.
     OutOfMemory,
+    /// 0x0086: a temporary failure; the client may retry (scd: a partition is between owners).
+    TemporaryFailure,
 }
 
 impl Status {
@@ -48,6 +50,7 @@ impl Status {
             Status::AuthContinue => 0x0021,
             Status::UnknownCommand => 0x0081,
             Status::OutOfMemory => 0x0082,
+            Status::TemporaryFailure => 0x0086,
         }
     }
 
@@ -65,6 +68,7 @@ impl Status {
             Status::AuthError => "Auth failure.",
             Status::UnknownCommand => "Unknown command",
             Status::OutOfMemory => "Out of memory",
+            Status::TemporaryFailure => "Temporary failure",
         }
     }
 }

@@ -770,6 +770,7 @@ fn errors_are_answered_with_the_status_memcached_uses() {
         (Status::AuthContinue, 0x0021),
         (Status::UnknownCommand, 0x0081),
         (Status::OutOfMemory, 0x0082),
+        (Status::TemporaryFailure, 0x0086),
     ];
     for (status, code) in codes {
         assert_eq!(status.code(), code, "{status:?}");

@@ -426,15 +426,13 @@ fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) 
     Answer::Error(kind_opt)
 }
 
-/// Answers a failure of the server with `message` as the body. memcached's own status for it,
-/// 0x0086 "temporary failure", is not in the codec; 0x0082 is the server-side failure status
-/// clients know (libmemcached reports a memory failure and reconnects, which is also right for a
-/// partition without a reachable primary), and the body says what really happened.
+/// Answers a failure of the server with `message` as the body, under memcached's status 0x0086
+/// "temporary failure": the request was fine and may be retried (a partition between owners).
 fn server_failure(request: &BinaryRequest, message: &str, out: &mut BytesMut) -> Answer {
     encode_response(
         out,
         request.header.opcode,
-        Status::OutOfMemory,
+        Status::TemporaryFailure,
         request.header.opaque,
         0,
         &[],

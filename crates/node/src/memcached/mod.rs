@@ -36,7 +36,7 @@ mod stats;
 mod text;
 
 pub(crate) use conn::serve;
-pub(crate) use stats::COMMAND_NAMES;
+pub(crate) use stats::{COMMAND_NAMES, NodeMemcached};
 
 /// The version clients see: a memcached version first, because libmemcached parses
 /// `major.minor.micro` from the front of it (and reads a binary VERSION answer into a 32-byte

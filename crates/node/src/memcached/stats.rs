@@ -1,9 +1,7 @@
 //! What the memcached front end counts, and the answers to `stats` (text) and STAT (binary).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-
-use parking_lot::Mutex;
 
 use super::flush::FlushSchedule;
 use crate::state::{NodeCounters, NodeState, memcached_command_index};
@@ -164,34 +162,14 @@ impl Counters {
 
 /// What the memcached front end keeps per node: its counters and the pending delayed flush.
 #[derive(Debug, Default)]
-pub(super) struct NodeMemcached {
+pub(crate) struct NodeMemcached {
     pub(super) counters: Counters,
     pub(super) flush: FlushSchedule,
 }
 
-/// The [`NodeMemcached`] of every running node of the process, found by node.
-///
-/// `NodeState` has no field for the memcached front end (it lives in a file of the node's lead,
-/// not of this module), so the front end keeps its per-node state here, keyed by the node's
-/// allocation: a node is found by pointer, and the `Weak` keeps that allocation from being reused
-/// by another node while the entry exists. Entries of stopped nodes are dropped on the next
-/// lookup. A lookup takes a lock and scans one entry per node in the process (one, outside
-/// tests), once per connection.
-static NODES: Mutex<Vec<(Weak<NodeState>, Arc<NodeMemcached>)>> = Mutex::new(Vec::new());
-
-/// The memcached state of `state`'s node, created on first use.
+/// The memcached state of `state`'s node.
 pub(super) fn node_memcached(state: &Arc<NodeState>) -> Arc<NodeMemcached> {
-    let mut nodes = NODES.lock();
-    nodes.retain(|(node, _)| node.strong_count() > 0);
-    if let Some((_, found)) = nodes
-        .iter()
-        .find(|(node, _)| std::ptr::eq(node.as_ptr(), Arc::as_ptr(state)))
-    {
-        return Arc::clone(found);
-    }
-    let created = Arc::new(NodeMemcached::default());
-    nodes.push((Arc::downgrade(state), Arc::clone(&created)));
-    created
+    Arc::clone(&state.memcached)
 }
 
 /// The answer to `stats [group]` or STAT with a group.
