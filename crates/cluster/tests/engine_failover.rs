@@ -265,8 +265,9 @@ fn a_link_reset_removes_the_backup_which_is_snapshotted_again() {
             .expect("record")
             .is_backup(cluster.nodes[1].member)
     );
+    // Written through c, which reaches every primary (a has no link to b now).
     for key in &keys {
-        cluster.set(0, key, "2");
+        cluster.set(2, key, "2");
     }
     cluster.link_up(0, 1);
     cluster.run(1_000);

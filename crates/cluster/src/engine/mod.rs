@@ -282,7 +282,8 @@ pub enum WaitReason {
     NoSuchPartition,
     /// Nobody owns the partition yet (the cluster is forming, or a claim is pending).
     NoRecord,
-    /// The record's primary is not in this node's view; a promotion or claim is pending.
+    /// The record's primary is not in this node's view, or there is no link to it (yet); a
+    /// promotion, a claim or a link is pending.
     NoLivePrimary,
     /// The partition is being handed to another node.
     Handoff,

@@ -219,7 +219,7 @@ impl<H: Host> Engine<H> {
             return;
         };
         if let Some(handoff) = &primary.handoff {
-            if !ctx.view.contains(handoff.to) {
+            if !self.is_alive(ctx, handoff.to) {
                 // The new primary left before this node learned it took over: keep the
                 // partition (if it had taken over, its first backup's promotion will depose
                 // this node with a higher epoch).
@@ -231,7 +231,9 @@ impl<H: Host> Engine<H> {
         let removed: Vec<StreamMember> = primary
             .stream
             .extract_if(.., |member| {
-                member.unreachable || member.link.is_released() || !ctx.view.contains(member.member)
+                member.unreachable
+                    || member.link.is_released()
+                    || !self.is_alive(ctx, member.member)
             })
             .collect();
         for member in &removed {

@@ -37,6 +37,19 @@ impl<H: Host> Engine<H> {
         let old = state.record.replace(record);
         self.update_digest(partition, old.as_ref(), state.record.as_ref());
         self.stats.records_adopted.fetch_add(1, Ordering::Relaxed);
+        // The primary this record replaces may not know yet, and it may be linked to this node
+        // (tables exchanged) while the new primary is not: tell it, so that within a group that
+        // exchanged tables it stops before anyone acts on the new record through this node.
+        if let (Some(old), Some(new)) = (&old, &state.record)
+            && old.primary != new.primary
+            && old.primary != self.config.me
+        {
+            let message = PeerMessage::Record {
+                partition,
+                record: new.clone(),
+            };
+            self.send(old.primary, &message, ctx.now_ms);
+        }
         self.on_record_changed(partition, state, ctx);
         true
     }
@@ -48,7 +61,7 @@ impl<H: Host> Engine<H> {
             return;
         };
         state.needs_evaluation = true;
-        state.primary_in_view = ctx.view.contains(new.primary);
+        state.primary_in_view = self.is_alive(ctx, new.primary);
         self.host.partition_changed(partition);
         if new.primary == me {
             if state.primary.is_none() {
@@ -142,6 +155,15 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Whether `member` is alive for the ownership rules: in the view, or linked to this node.
+    /// Membership admits a member only on a heartbeat from it, which can come after its link is
+    /// up and tables are exchanged; a linked member is evidently alive, and promoting over it
+    /// would make two primaries that know each other (links close when membership declares a
+    /// member down).
+    pub(super) fn is_alive(&self, ctx: &Ctx, member: Member) -> bool {
+        member == self.config.me || ctx.view.contains(member) || self.link(member).is_some()
+    }
+
     /// Evaluates the ownership rules of `partition` (PROTOCOL.md §5).
     pub(super) fn evaluate(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
         state.needs_evaluation = false;
@@ -149,7 +171,7 @@ impl<H: Host> Engine<H> {
         state.primary_in_view = state
             .record
             .as_ref()
-            .is_some_and(|record| ctx.view.contains(record.primary));
+            .is_some_and(|record| self.is_alive(ctx, record.primary));
         if !self.is_fenced() {
             let action = match &state.record {
                 None => {
@@ -165,13 +187,13 @@ impl<H: Host> Engine<H> {
                     self.primary_duties(partition, state, ctx);
                     Action::Nothing
                 }
-                Some(record) if ctx.view.contains(record.primary) => Action::Nothing,
+                Some(_) if state.primary_in_view => Action::Nothing,
                 Some(record) => {
                     match record
                         .backups
                         .iter()
                         .copied()
-                        .find(|backup| ctx.view.contains(*backup))
+                        .find(|backup| self.is_alive(ctx, *backup))
                     {
                         Some(first) if first == me => Action::Promote,
                         Some(_) => Action::Nothing,
@@ -261,7 +283,7 @@ impl<H: Host> Engine<H> {
         };
         let mut primary = PrimaryState::new();
         for backup in record.backups.iter().copied() {
-            if backup == me || !ctx.view.contains(backup) {
+            if backup == me || !self.is_alive(ctx, backup) {
                 continue;
             }
             if let Some(link) = self.link(backup) {
@@ -356,7 +378,7 @@ impl<H: Host> Engine<H> {
             .record
             .as_ref()
             .map(|record| record.primary)
-            .filter(|primary| *primary != me && ctx.view.contains(*primary));
+            .filter(|primary| *primary != me && self.is_alive(ctx, *primary));
         let current = merge
             .target
             .as_ref()
@@ -567,7 +589,13 @@ impl<H: Host> Engine<H> {
                 None => Execution::Wait {
                     reason: WaitReason::NoRecord,
                 },
-                Some(record) if state.primary_in_view && record.primary != self.config.me => {
+                // Forward only over a link: a primary in the view but unlinked is joining, or
+                // dying (its link reset); either way the answer is to wait a little.
+                Some(record)
+                    if state.primary_in_view
+                        && record.primary != self.config.me
+                        && self.link(record.primary).is_some() =>
+                {
                     Execution::Forward(record.primary)
                 }
                 Some(_) => Execution::Wait {
