@@ -79,6 +79,50 @@ pub enum StoreError {
         /// What the node last saw, in words.
         reason: String,
     },
+    /// `GuardedSet` with a token that does not hold the lock of the key: a newer grant exists
+    /// (the writer's lease ran out and someone else took the lock), the token was never granted
+    /// for this key, or the lock is free. State unchanged.
+    #[error("{}", fenced_text(*token, *held_token_opt))]
+    Fenced {
+        /// The token the writer presented.
+        token: u64,
+        /// The token the lock is held with now; `None` when it is free.
+        held_token_opt: Option<u64>,
+    },
+    /// A lock owner id longer than `LOCK_OWNER_MAX_BYTES`. State unchanged.
+    #[error("lock owner is longer than {max_lock_owner_bytes} bytes")]
+    LockOwnerTooLong {
+        /// The limit.
+        max_lock_owner_bytes: usize,
+    },
+    /// Not raised by the store itself: the primary's queue of waiters for this lock is full.
+    /// Nothing was queued and the lock is unchanged.
+    #[error("too many waiters for this lock (max-lock-waiters-per-key {max_lock_waiters_per_key})")]
+    TooManyLockWaiters {
+        /// The limit per key.
+        max_lock_waiters_per_key: usize,
+    },
+    /// Not raised by the store itself: the primary holds as many lock waiters as it may, over
+    /// all keys. Nothing was queued and the lock is unchanged.
+    #[error("too many lock waiters on this node (max-lock-waiters {max_lock_waiters})")]
+    TooManyLockWaitersInTotal {
+        /// The limit per node.
+        max_lock_waiters: usize,
+    },
+}
+
+/// What a `Fenced` refusal says: which token holds the lock now, if any, and how it relates to
+/// the writer's.
+fn fenced_text(token: u64, held_token_opt: Option<u64>) -> String {
+    match held_token_opt {
+        Some(held) if held > token => {
+            format!("token {token} is stale: the lock is held with newer token {held}")
+        }
+        Some(held) => {
+            format!("token {token} was not granted for this lock: it is held with token {held}")
+        }
+        None => format!("token {token} no longer holds the lock: the lock is free"),
+    }
 }
 
 impl StoreError {
@@ -124,6 +168,10 @@ impl StoreError {
             StoreError::PartitionUnavailable { partition, reason } => format!(
                 "TRYAGAIN partition {partition} has no reachable primary ({reason}); retry shortly"
             ),
+            StoreError::Fenced { .. } => format!("FENCED {self}"),
+            StoreError::LockOwnerTooLong { .. }
+            | StoreError::TooManyLockWaiters { .. }
+            | StoreError::TooManyLockWaitersInTotal { .. } => format!("ERR {self}"),
         }
     }
 }
@@ -180,6 +228,49 @@ mod tests {
         check(
             StoreError::NonNumericValue,
             "ERR cannot increment or decrement non-numeric value",
+        );
+    }
+
+    #[test]
+    fn lock_refusals_name_the_tokens_and_the_bounds() {
+        check(
+            StoreError::Fenced {
+                token: 5,
+                held_token_opt: Some(9),
+            },
+            "FENCED token 5 is stale: the lock is held with newer token 9",
+        );
+        check(
+            StoreError::Fenced {
+                token: 9,
+                held_token_opt: Some(5),
+            },
+            "FENCED token 9 was not granted for this lock: it is held with token 5",
+        );
+        check(
+            StoreError::Fenced {
+                token: 5,
+                held_token_opt: None,
+            },
+            "FENCED token 5 no longer holds the lock: the lock is free",
+        );
+        check(
+            StoreError::LockOwnerTooLong {
+                max_lock_owner_bytes: 256,
+            },
+            "ERR lock owner is longer than 256 bytes",
+        );
+        check(
+            StoreError::TooManyLockWaiters {
+                max_lock_waiters_per_key: 1024,
+            },
+            "ERR too many waiters for this lock (max-lock-waiters-per-key 1024)",
+        );
+        check(
+            StoreError::TooManyLockWaitersInTotal {
+                max_lock_waiters: 65536,
+            },
+            "ERR too many lock waiters on this node (max-lock-waiters 65536)",
         );
     }
 

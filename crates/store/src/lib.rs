@@ -7,6 +7,9 @@
 //! keys, versioned by the node's `Hlc`) that replication streams to backups. Backups and merges
 //! use `Partition::apply`, which only ever moves a key to a larger version.
 //!
+//! Locks (`Op::LockAcquire` and friends) are entries of the internal database `LOCK_DATABASE`,
+//! so they replicate, expire and fail over like data; see the `lock` module's docs.
+//!
 //! Time is always passed in (`now_ms`); the crate never reads a clock.
 
 #![deny(missing_docs, unreachable_pub)]
@@ -14,6 +17,7 @@
 mod config;
 mod error;
 mod glob;
+mod lock;
 mod numbers;
 mod op;
 mod partition;
@@ -25,6 +29,7 @@ mod version;
 pub use config::{MAX_NUM_PARTITIONS, StoreConfig};
 pub use error::StoreError;
 pub use glob::glob_match;
+pub use lock::{LOCK_OWNER_MAX_BYTES, LockHolder, LockMode};
 pub use op::{
     ConcatSide, CounterDirection, CounterInitial, ExpireCondition, ExpireTarget, Mutations,
     MutationsIntoIter, Op, Outcome, Reply, ScanPage, SetCondition, SetExpiry, TimeUnit,
@@ -40,3 +45,11 @@ pub use version::{HLC_LOGICAL_BITS, HLC_MAX_WALL_MS, Hlc, Version};
 
 /// Number of databases (`SELECT 0..15`); a db index is part of every key's address.
 pub const NUM_DATABASES: u8 = 16;
+
+/// The internal database that holds locks: one past the client databases, so SELECT never
+/// reaches it, and SCAN, KEYS, DBSIZE, FLUSHDB, FLUSHALL and INFO keyspace (which visit client
+/// databases) never show it. Replication, snapshots and merges carry it like any other.
+pub const LOCK_DATABASE: u8 = NUM_DATABASES;
+
+/// Databases a partition keeps: the client databases and `LOCK_DATABASE`.
+pub(crate) const NUM_STORED_DATABASES: usize = NUM_DATABASES as usize + 1;

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{EntryImage, Mutation, StoreError, ValueType};
+use crate::{EntryImage, LockHolder, LockMode, Mutation, StoreError, ValueType};
 
 /// One operation on one key of one partition (or, for the keyspace ops, on a whole partition).
 ///
@@ -280,6 +280,68 @@ pub enum Op {
     FlushDb,
     /// FLUSHALL: FLUSHDB for every database. `Ok`.
     FlushAll,
+    /// SCD.LOCK, one attempt: takes the lock of `key` (an entry of `LOCK_DATABASE`, whatever the
+    /// op's db) for `lease_ms` from now on the executing primary's clock.
+    /// `LockGranted { token, deadline_ms }` when the lock was free (a new token: the entry's
+    /// version) or already held by `owner` (the lease is refreshed and the token kept, so writes
+    /// guarded by it stay valid); `LockHeld(holder)` when another owner holds it.
+    /// `LockOwnerTooLong` beyond `LOCK_OWNER_MAX_BYTES`.
+    ///
+    /// The lease is a duration, not a deadline like the other ops' expiries: the lease starts
+    /// when the primary grants it, however long the request waited in a queue or a relay.
+    LockAcquire {
+        /// The locked key (its partition is the lock's).
+        key: Bytes,
+        /// Who asks: the same owner re-acquiring refreshes its own lease.
+        owner: Bytes,
+        /// Lease or connection-tied.
+        mode: LockMode,
+        /// The lease, in milliseconds from the grant (0 counts as 1).
+        lease_ms: u64,
+        /// How long the requester is willing to wait in the primary's queue, in milliseconds
+        /// from the primary's receipt; 0 = not at all. The store makes one attempt whatever
+        /// this says; the node's lock manager queues the request.
+        wait_ms: u64,
+    },
+    /// SCD.UNLOCK: releases the lock of `key` if it is held with exactly `token`.
+    /// `Integer(1)` if released (a tombstone, so the next grant's token is larger), else
+    /// `Integer(0)` (free, expired, or held with another token).
+    LockRelease {
+        /// The locked key.
+        key: Bytes,
+        /// The token of the grant being released.
+        token: u64,
+    },
+    /// SCD.RENEW: moves the lease deadline of the lock of `key` to `lease_ms` from now if it is
+    /// held with exactly `token`. `Integer(1)` if renewed, else `Integer(0)`.
+    LockRenew {
+        /// The locked key.
+        key: Bytes,
+        /// The token of the grant being renewed.
+        token: u64,
+        /// The new lease, in milliseconds from now (0 counts as 1).
+        lease_ms: u64,
+    },
+    /// SCD.LOCKINFO: `LockHeld(holder)` or `Nil` when free.
+    LockInspect {
+        /// The locked key.
+        key: Bytes,
+    },
+    /// SCD.SET: SET `key` in the op's db to `value` (flags 0) only while the lock of `key` is held
+    /// with exactly `token`, checked and written in one step under the partition's lock (the data
+    /// key and its lock are in the same partition). `Written { cas }` (`Ok` when the deadline is
+    /// already past, which deletes the key); `Fenced` when the lock is free or held with another
+    /// token.
+    GuardedSet {
+        /// The data key, which is also the locked key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+        /// `Never`, or `AtMs` (`Keep` keeps the current TTL).
+        expiry: SetExpiry,
+        /// The fencing token the writer holds.
+        token: u64,
+    },
 }
 
 impl Op {
@@ -315,10 +377,46 @@ impl Op {
             | Op::HashLen { key }
             | Op::HashKeys { key }
             | Op::HashValues { key }
-            | Op::HashIncrBy { key, .. } => Some(key),
+            | Op::HashIncrBy { key, .. }
+            | Op::LockAcquire { key, .. }
+            | Op::LockRelease { key, .. }
+            | Op::LockRenew { key, .. }
+            | Op::LockInspect { key }
+            | Op::GuardedSet { key, .. } => Some(key),
             Op::Rename { from, .. } => Some(from),
             Op::Scan { .. } | Op::Keys { .. } | Op::DbSize | Op::FlushDb | Op::FlushAll => None,
         }
+    }
+
+    /// Whether the primary must wait for its backups before answering, whatever the write mode:
+    /// lock operations, and the compatibility locks (`SET … NX PX`, memcached `add` with an
+    /// expiry). A lock acknowledged before a backup has it could be lost by a failover and let a
+    /// second holder in; data writes may follow delayed-write, locks may not.
+    pub fn requires_write_through(&self) -> bool {
+        matches!(
+            self,
+            Op::LockAcquire { .. }
+                | Op::LockRelease { .. }
+                | Op::LockRenew { .. }
+                | Op::Set {
+                    condition: SetCondition::IfAbsent,
+                    expiry: SetExpiry::AtMs(_),
+                    ..
+                }
+        )
+    }
+
+    /// Whether the op reads or changes a lock's state (acquire, release, renew, inspect): the
+    /// node's lock manager on the partition's primary sees these, so that it can queue waiters
+    /// and wake them on release. `GuardedSet` only reads the lock and is not one of them.
+    pub fn is_lock_op(&self) -> bool {
+        matches!(
+            self,
+            Op::LockAcquire { .. }
+                | Op::LockRelease { .. }
+                | Op::LockRenew { .. }
+                | Op::LockInspect { .. }
+        )
     }
 }
 
@@ -460,6 +558,16 @@ pub enum Reply {
     NotFound,
     /// The op was refused; state unchanged.
     Error(StoreError),
+    /// `LockAcquire` took (or refreshed) the lock.
+    LockGranted {
+        /// The fencing token of the grant.
+        token: u64,
+        /// The lease deadline, absolute wall-clock milliseconds on the primary's clock.
+        deadline_ms: u64,
+    },
+    /// The lock is held by someone else (`LockAcquire`), or by this holder (`LockInspect`).
+    /// Boxed: rare, and it would make every other reply larger.
+    LockHeld(Box<LockHolder>),
 }
 
 /// One page of a partition's SCAN.
@@ -633,6 +741,62 @@ mod tests {
             change: Change::Put(image),
         };
         assert_eq!(round_trip(&mutation), mutation);
+    }
+
+    #[test]
+    fn lock_ops_and_replies_survive_the_relay_encoding() {
+        let key = Bytes::from_static(b"sess:1");
+        let ops = vec![
+            Op::LockAcquire {
+                key: key.clone(),
+                owner: Bytes::from_static(b"worker-7"),
+                mode: crate::LockMode::Session,
+                lease_ms: 30_000,
+                wait_ms: 5_000,
+            },
+            Op::LockRelease {
+                key: key.clone(),
+                token: u64::MAX,
+            },
+            Op::LockRenew {
+                key: key.clone(),
+                token: 1,
+                lease_ms: 0,
+            },
+            Op::LockInspect { key: key.clone() },
+            Op::GuardedSet {
+                key: key.clone(),
+                value: Bytes::from_static(b"data"),
+                expiry: SetExpiry::AtMs(9),
+                token: 77,
+            },
+        ];
+        for op in &ops {
+            assert_eq!(&round_trip(op), op);
+        }
+        let replies = vec![
+            Reply::LockGranted {
+                token: 1 << 40,
+                deadline_ms: 12,
+            },
+            Reply::LockHeld(Box::new(crate::LockHolder {
+                owner: Bytes::from_static(b"w"),
+                token: 5,
+                deadline_ms: 6,
+                mode: crate::LockMode::Lease,
+                num_waiters: 3,
+            })),
+            Reply::Error(StoreError::Fenced {
+                token: 5,
+                held_token_opt: None,
+            }),
+            Reply::Error(StoreError::TooManyLockWaiters {
+                max_lock_waiters_per_key: 1024,
+            }),
+        ];
+        for reply in &replies {
+            assert_eq!(&round_trip(reply), reply);
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::{Hlc, NUM_DATABASES, Partition, StoreConfig, StoreError, partition_of};
+use crate::{
+    Hlc, LOCK_DATABASE, NUM_DATABASES, NUM_STORED_DATABASES, Partition, StoreConfig, StoreError,
+    partition_of,
+};
 
 /// The store-wide counters: sums over partitions, updated by each change, read without locks.
 ///
@@ -14,8 +17,9 @@ use crate::{Hlc, NUM_DATABASES, Partition, StoreConfig, StoreError, partition_of
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     memory_used_bytes: AtomicU64,
-    num_keys_per_db: [AtomicU64; NUM_DATABASES as usize],
-    num_keys_with_expiry_per_db: [AtomicU64; NUM_DATABASES as usize],
+    /// Per stored database: the client ones, then `LOCK_DATABASE`.
+    num_keys_per_db: [AtomicU64; NUM_STORED_DATABASES],
+    num_keys_with_expiry_per_db: [AtomicU64; NUM_STORED_DATABASES],
     num_tombstones: AtomicU64,
     num_expired_keys_total: AtomicU64,
 }
@@ -70,7 +74,8 @@ impl Shared {
 /// Statistics of a store, read from atomics without taking partition locks.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStats {
-    /// Live keys per database (including expired keys not yet swept).
+    /// Live keys per client database (including expired keys not yet swept); locks are not
+    /// keys of any client database and are counted in `num_locks`.
     pub num_keys_per_db: [u64; NUM_DATABASES as usize],
     /// Live keys with an expiry, per database.
     pub num_keys_with_expiry_per_db: [u64; NUM_DATABASES as usize],
@@ -78,8 +83,10 @@ pub struct StoreStats {
     pub num_expired_keys_total: u64,
     /// Tombstones held.
     pub num_tombstones: u64,
-    /// Accounted bytes of entries, tombstones and index items.
+    /// Accounted bytes of entries (locks included), tombstones and index items.
     pub memory_used_bytes: u64,
+    /// Held locks (entries of `LOCK_DATABASE`), primary and backup copies.
+    pub num_locks: u64,
 }
 
 /// A node's partitioned store: `num_partitions` partitions, each behind its own mutex.
@@ -143,7 +150,7 @@ impl Store {
             .load(Ordering::Relaxed)
     }
 
-    /// Live keys of all databases of the whole store.
+    /// Live keys of all databases of the whole store, held locks included.
     pub fn num_keys(&self) -> u64 {
         self.shared
             .counters
@@ -157,12 +164,16 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         let counters = &self.shared.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let client_dbs = |per_db: &[AtomicU64; NUM_STORED_DATABASES]| {
+            std::array::from_fn(|db_index| load(&per_db[db_index]))
+        };
         StoreStats {
-            num_keys_per_db: counters.num_keys_per_db.each_ref().map(load),
-            num_keys_with_expiry_per_db: counters.num_keys_with_expiry_per_db.each_ref().map(load),
+            num_keys_per_db: client_dbs(&counters.num_keys_per_db),
+            num_keys_with_expiry_per_db: client_dbs(&counters.num_keys_with_expiry_per_db),
             num_expired_keys_total: load(&counters.num_expired_keys_total),
             num_tombstones: load(&counters.num_tombstones),
             memory_used_bytes: load(&counters.memory_used_bytes),
+            num_locks: load(&counters.num_keys_per_db[usize::from(LOCK_DATABASE)]),
         }
     }
 }

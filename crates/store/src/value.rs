@@ -57,7 +57,7 @@ pub enum ValueImage {
 /// order of two mutations of a key only matters through their versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mutation {
-    /// The database (0..`NUM_DATABASES`).
+    /// The database: a client one (0..`NUM_DATABASES`) or `LOCK_DATABASE`.
     pub db: u8,
     /// The key.
     pub key: Bytes,

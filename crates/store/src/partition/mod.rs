@@ -6,6 +6,7 @@
 
 mod hashes;
 mod keyspace_ops;
+mod locks;
 mod replication;
 mod strings;
 
@@ -17,8 +18,8 @@ use bytes::Bytes;
 use crate::store::Shared;
 use crate::value::{HashValue, Value};
 use crate::{
-    Change, EntryImage, Mutation, Mutations, NUM_DATABASES, Op, Outcome, Reply, StoreError,
-    Version, scan_position_of,
+    Change, EntryImage, LOCK_DATABASE, Mutation, Mutations, NUM_DATABASES, NUM_STORED_DATABASES,
+    Op, Outcome, Reply, StoreError, Version, scan_position_of,
 };
 
 pub use replication::ExportCursor;
@@ -120,6 +121,23 @@ pub(crate) fn put_checked(
     flags: u32,
 ) -> Result<(Version, Change), StoreError> {
     let version = shared.hlc.now_after(now_ms, held_version(slot));
+    let change = put_versioned(shared, key_len, slot, version, value, expire_at_ms, flags)?;
+    Ok((version, change))
+}
+
+/// Stores `value` in `slot` under `version` (the caller took it from the clock, above the slot's
+/// version: a lock's value names its own version), refusing growth past `max_memory_bytes`.
+/// Returns the change to replicate; on error `slot` is unchanged.
+pub(crate) fn put_versioned(
+    shared: &Shared,
+    key_len: usize,
+    slot: &mut Option<Slot>,
+    version: Version,
+    value: Value,
+    expire_at_ms: u64,
+    flags: u32,
+) -> Result<Change, StoreError> {
+    debug_assert!(held_version(slot).is_none_or(|held| version > held));
     let new_slot = Slot::Live(Entry {
         value,
         version,
@@ -136,7 +154,7 @@ pub(crate) fn put_checked(
         Slot::Tombstone { version, .. } => Change::Delete { version: *version },
     };
     *slot = Some(new_slot);
-    Ok((version, change))
+    Ok(change)
 }
 
 /// Gives the live entry in `slot` a fresh version after an in-place change (the caller checked
@@ -297,8 +315,9 @@ pub(crate) fn slot_cost_bytes(key_len: usize, slot: Option<&Slot>) -> u64 {
 #[derive(Debug, Default, Clone)]
 struct Totals {
     memory_bytes: u64,
-    num_keys_per_db: [u64; NUM_DATABASES as usize],
-    num_keys_with_expiry_per_db: [u64; NUM_DATABASES as usize],
+    /// Per stored database: the client ones, then `LOCK_DATABASE`.
+    num_keys_per_db: [u64; NUM_STORED_DATABASES],
+    num_keys_with_expiry_per_db: [u64; NUM_STORED_DATABASES],
     num_tombstones: u64,
 }
 
@@ -310,7 +329,8 @@ struct Keyspace {
     /// Per database, keys by SCAN position: ordered so that SCAN, KEYS and snapshot export walk
     /// them in a node-independent order without a second index. Partitions are small (keys are
     /// spread over `num_partitions`), so a B-tree lookup costs about what a hash lookup does.
-    dbs: [BTreeMap<u64, Bucket>; NUM_DATABASES as usize],
+    /// The client databases, then `LOCK_DATABASE`.
+    dbs: [BTreeMap<u64, Bucket>; NUM_STORED_DATABASES],
     /// Every live key with an expiry and every tombstone, by deadline: sweep pops from the front,
     /// O(log n) per removal, never a scan.
     expiry_index: BTreeSet<ExpiryItem>,
@@ -491,12 +511,18 @@ impl Partition {
         self.index
     }
 
-    /// Live keys in all databases (including expired keys not yet swept, like Redis's DBSIZE).
+    /// Live keys in all databases, held locks included (including expired keys not yet swept,
+    /// like Redis's DBSIZE).
     pub fn num_keys(&self) -> u64 {
         self.keyspace.totals.num_keys_per_db.iter().sum()
     }
 
-    /// Live keys of one database.
+    /// Held locks (entries of `LOCK_DATABASE`, including expired ones not yet swept).
+    pub fn num_locks(&self) -> u64 {
+        self.num_keys_in_db(LOCK_DATABASE)
+    }
+
+    /// Live keys of one database (`LOCK_DATABASE`: locks).
     pub fn num_keys_in_db(&self, db: u8) -> u64 {
         self.keyspace
             .totals
@@ -627,6 +653,26 @@ impl Partition {
             Op::DbSize => Outcome::reply(Reply::Integer(self.num_keys_in_db(db) as i64)),
             Op::FlushDb => self.flush(Some(db), now_ms),
             Op::FlushAll => self.flush(None, now_ms),
+            Op::LockAcquire {
+                key,
+                owner,
+                mode,
+                lease_ms,
+                wait_ms: _,
+            } => self.lock_acquire(&key, owner, mode, lease_ms, now_ms),
+            Op::LockRelease { key, token } => self.lock_release(&key, token, now_ms),
+            Op::LockRenew {
+                key,
+                token,
+                lease_ms,
+            } => self.lock_renew(&key, token, lease_ms, now_ms),
+            Op::LockInspect { key } => self.lock_inspect(&key, now_ms),
+            Op::GuardedSet {
+                key,
+                value,
+                expiry,
+                token,
+            } => self.guarded_set(db, &key, value, expiry, token, now_ms),
         }
     }
 
@@ -700,7 +746,7 @@ impl Partition {
         } = std::mem::take(&mut self.keyspace.totals);
         let counters = &self.shared.counters;
         counters.add_memory_bytes(memory_bytes.wrapping_neg());
-        for db_index in 0..usize::from(NUM_DATABASES) {
+        for db_index in 0..NUM_STORED_DATABASES {
             counters.add_keys(db_index, num_keys_per_db[db_index].wrapping_neg());
             counters.add_keys_with_expiry(
                 db_index,
@@ -754,6 +800,8 @@ impl Partition {
     }
 }
 
+#[cfg(test)]
+mod lock_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Model-based property test: random op sequences against a `BTreeMap` model with a fake clock.
+//! Model-based property test: random op sequences against a `BTreeMap` model with a fake clock,
+//! locks and guarded writes included (the model adopts each new token the store grants, after
+//! checking that it exceeds every earlier token of the key).
 
 use std::collections::BTreeMap;
 
@@ -6,8 +8,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use crate::{
-    ExpireCondition, ExpireTarget, Op, Reply, SetCondition, SetExpiry, Store, StoreConfig,
-    StoreError, TimeUnit,
+    ExpireCondition, ExpireTarget, LockHolder, LockMode, Op, Reply, SetCondition, SetExpiry, Store,
+    StoreConfig, StoreError, TimeUnit,
 };
 
 const TOMBSTONE_TTL_MS: u64 = 60_000;
@@ -26,10 +28,32 @@ struct ModelEntry {
     expire_at_ms: u64,
 }
 
-/// The reference: what Redis would hold.
+#[derive(Debug, Clone)]
+struct ModelLock {
+    owner: Vec<u8>,
+    token: u64,
+    mode: LockMode,
+    expire_at_ms: u64,
+}
+
+/// The reference: what Redis would hold, and the locks.
 #[derive(Debug, Default)]
 struct Model {
     keys: BTreeMap<Vec<u8>, ModelEntry>,
+    locks: BTreeMap<Vec<u8>, ModelLock>,
+    /// Every token granted per key, in grant order.
+    granted: BTreeMap<Vec<u8>, Vec<u64>>,
+}
+
+/// Which token a lock step presents.
+#[derive(Debug, Clone, Copy)]
+enum TokenChoice {
+    /// The key's latest grant.
+    Latest,
+    /// The grant before it (a writer whose lease ran out).
+    Previous,
+    /// One never granted.
+    Bogus,
 }
 
 impl Model {
@@ -43,6 +67,143 @@ impl Model {
             self.keys.remove(key);
         }
         self.keys.get_mut(key)
+    }
+
+    fn live_lock(&mut self, key: &[u8], now_ms: u64) -> Option<&mut ModelLock> {
+        if self
+            .locks
+            .get(key)
+            .is_some_and(|lock| now_ms > lock.expire_at_ms)
+        {
+            self.locks.remove(key);
+        }
+        self.locks.get_mut(key)
+    }
+
+    fn token(&self, key: &[u8], choice: TokenChoice) -> u64 {
+        let granted = self.granted.get(key).map(Vec::as_slice).unwrap_or_default();
+        let chosen = match choice {
+            TokenChoice::Latest => granted.last(),
+            TokenChoice::Previous => granted.len().checked_sub(2).map(|index| &granted[index]),
+            TokenChoice::Bogus => None,
+        };
+        chosen.copied().unwrap_or(1)
+    }
+
+    /// The expected reply of a lock step, given the store's `actual` reply: a new grant's token
+    /// cannot be predicted, so it is checked to exceed every earlier one of the key and adopted.
+    fn execute_lock(&mut self, step: &Step, now_ms: u64, actual: &Reply) -> Reply {
+        match step {
+            Step::LockAcquire {
+                key,
+                owner,
+                lease_ms,
+                mode,
+            } => {
+                let deadline_ms = now_ms + (*lease_ms).max(1);
+                match self.live_lock(key, now_ms) {
+                    Some(lock) if lock.owner != *owner => Reply::LockHeld(Box::new(LockHolder {
+                        owner: Bytes::from(lock.owner.clone()),
+                        token: lock.token,
+                        deadline_ms: lock.expire_at_ms,
+                        mode: lock.mode,
+                        num_waiters: 0,
+                    })),
+                    Some(lock) => {
+                        lock.expire_at_ms = deadline_ms;
+                        lock.mode = *mode;
+                        Reply::LockGranted {
+                            token: lock.token,
+                            deadline_ms,
+                        }
+                    }
+                    None => {
+                        let Reply::LockGranted { token, .. } = actual else {
+                            return Reply::LockGranted {
+                                token: 0,
+                                deadline_ms,
+                            };
+                        };
+                        let granted = self.granted.entry(key.clone()).or_default();
+                        if granted.last().is_some_and(|last| last >= token) {
+                            return Reply::Error(StoreError::Fenced {
+                                token: *token,
+                                held_token_opt: granted.last().copied(),
+                            });
+                        }
+                        granted.push(*token);
+                        self.locks.insert(
+                            key.clone(),
+                            ModelLock {
+                                owner: owner.clone(),
+                                token: *token,
+                                mode: *mode,
+                                expire_at_ms: deadline_ms,
+                            },
+                        );
+                        Reply::LockGranted {
+                            token: *token,
+                            deadline_ms,
+                        }
+                    }
+                }
+            }
+            Step::LockRelease { key, choice } => {
+                let token = self.token(key, *choice);
+                if self
+                    .live_lock(key, now_ms)
+                    .is_some_and(|lock| lock.token == token)
+                {
+                    self.locks.remove(key);
+                    Reply::Integer(1)
+                } else {
+                    Reply::Integer(0)
+                }
+            }
+            Step::LockRenew {
+                key,
+                choice,
+                lease_ms,
+            } => {
+                let token = self.token(key, *choice);
+                match self.live_lock(key, now_ms) {
+                    Some(lock) if lock.token == token => {
+                        lock.expire_at_ms = now_ms + (*lease_ms).max(1);
+                        Reply::Integer(1)
+                    }
+                    _ => Reply::Integer(0),
+                }
+            }
+            Step::LockInspect(key) => match self.live_lock(key, now_ms) {
+                Some(lock) => Reply::LockHeld(Box::new(LockHolder {
+                    owner: Bytes::from(lock.owner.clone()),
+                    token: lock.token,
+                    deadline_ms: lock.expire_at_ms,
+                    mode: lock.mode,
+                    num_waiters: 0,
+                })),
+                None => Reply::Nil,
+            },
+            Step::GuardedSet { key, value, choice } => {
+                let token = self.token(key, *choice);
+                let held_token_opt = self.live_lock(key, now_ms).map(|lock| lock.token);
+                if held_token_opt != Some(token) {
+                    return Reply::Error(StoreError::Fenced {
+                        token,
+                        held_token_opt,
+                    });
+                }
+                self.keys.insert(
+                    key.clone(),
+                    ModelEntry {
+                        value: ModelValue::String(value.clone()),
+                        expire_at_ms: 0,
+                    },
+                );
+                Reply::Written { cas: 0 }
+            }
+            _ => unreachable!("not a lock step: {step:?}"),
+        }
     }
 
     fn execute(&mut self, step: &Step, now_ms: u64) -> Reply {
@@ -255,6 +416,11 @@ impl Model {
                 Reply::Ok
             }
             Step::Advance(_) | Step::Sweep(_) => Reply::Ok,
+            Step::LockAcquire { .. }
+            | Step::LockRelease { .. }
+            | Step::LockRenew { .. }
+            | Step::LockInspect(_)
+            | Step::GuardedSet { .. } => unreachable!("lock steps go through execute_lock"),
         }
     }
 }
@@ -289,10 +455,43 @@ enum Step {
     Rename(Vec<u8>, Vec<u8>),
     Advance(u64),
     Sweep(usize),
+    LockAcquire {
+        key: Vec<u8>,
+        owner: Vec<u8>,
+        lease_ms: u64,
+        mode: LockMode,
+    },
+    LockRelease {
+        key: Vec<u8>,
+        choice: TokenChoice,
+    },
+    LockRenew {
+        key: Vec<u8>,
+        choice: TokenChoice,
+        lease_ms: u64,
+    },
+    LockInspect(Vec<u8>),
+    GuardedSet {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        choice: TokenChoice,
+    },
 }
 
 impl Step {
-    fn op(&self, now_ms: u64) -> Option<Op> {
+    fn is_lock_step(&self) -> bool {
+        matches!(
+            self,
+            Step::LockAcquire { .. }
+                | Step::LockRelease { .. }
+                | Step::LockRenew { .. }
+                | Step::LockInspect(_)
+                | Step::GuardedSet { .. }
+        )
+    }
+
+    /// The op of the step; lock steps take their tokens from `model`.
+    fn op(&self, model: &Model, now_ms: u64) -> Option<Op> {
         let key = |key: &Vec<u8>| Bytes::from(key.clone());
         Some(match self {
             Step::Get(k) => Op::Get { key: key(k) },
@@ -363,8 +562,79 @@ impl Step {
                 only_if_target_absent: false,
             },
             Step::Advance(_) | Step::Sweep(_) => return None,
+            Step::LockAcquire {
+                key: k,
+                owner,
+                lease_ms,
+                mode,
+            } => Op::LockAcquire {
+                key: key(k),
+                owner: Bytes::from(owner.clone()),
+                mode: *mode,
+                lease_ms: *lease_ms,
+                wait_ms: 0,
+            },
+            Step::LockRelease { key: k, choice } => Op::LockRelease {
+                key: key(k),
+                token: model.token(k, *choice),
+            },
+            Step::LockRenew {
+                key: k,
+                choice,
+                lease_ms,
+            } => Op::LockRenew {
+                key: key(k),
+                token: model.token(k, *choice),
+                lease_ms: *lease_ms,
+            },
+            Step::LockInspect(k) => Op::LockInspect { key: key(k) },
+            Step::GuardedSet {
+                key: k,
+                value,
+                choice,
+            } => Op::GuardedSet {
+                key: key(k),
+                value: Bytes::from(value.clone()),
+                expiry: SetExpiry::Never,
+                token: model.token(k, *choice),
+            },
         })
     }
+}
+
+fn token_choice_strategy() -> impl Strategy<Value = TokenChoice> {
+    prop_oneof![
+        3 => Just(TokenChoice::Latest),
+        1 => Just(TokenChoice::Previous),
+        1 => Just(TokenChoice::Bogus),
+    ]
+}
+
+fn lock_step_strategy() -> impl Strategy<Value = Step> {
+    let owner = (0..3u8).prop_map(|index| format!("w{index}").into_bytes());
+    let mode = prop_oneof![Just(LockMode::Lease), Just(LockMode::Session)];
+    prop_oneof![
+        (key_strategy(), owner, 0..400u64, mode).prop_map(|(key, owner, lease_ms, mode)| {
+            Step::LockAcquire {
+                key,
+                owner,
+                lease_ms,
+                mode,
+            }
+        }),
+        (key_strategy(), token_choice_strategy())
+            .prop_map(|(key, choice)| Step::LockRelease { key, choice }),
+        (key_strategy(), token_choice_strategy(), 0..400u64).prop_map(|(key, choice, lease_ms)| {
+            Step::LockRenew {
+                key,
+                choice,
+                lease_ms,
+            }
+        }),
+        key_strategy().prop_map(Step::LockInspect),
+        (key_strategy(), small_bytes(), token_choice_strategy())
+            .prop_map(|(key, value, choice)| Step::GuardedSet { key, value, choice }),
+    ]
 }
 
 fn key_strategy() -> impl Strategy<Value = Vec<u8>> {
@@ -435,6 +705,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             .prop_map(|(from, to)| Step::Rename(from, to)),
         (1..300u64).prop_map(Step::Advance),
         (0..4usize).prop_map(Step::Sweep),
+        lock_step_strategy(),
+        lock_step_strategy(),
     ]
 }
 
@@ -471,15 +743,26 @@ proptest! {
                 }
                 _ => {}
             }
+            let op_opt = step.op(&model, now_ms);
+            if step.is_lock_step() {
+                let Some(op) = op_opt else { continue };
+                let mut partition = store.partition(0);
+                let reply = normalize(partition.execute(0, op, now_ms).reply);
+                let expected = model.execute_lock(step, now_ms, &reply);
+                prop_assert_eq!(reply, expected, "step {:?} at {}", step, now_ms);
+                prop_assert_eq!(partition.memory_bytes(), partition.recompute_memory_bytes());
+                continue;
+            }
             let expected = model.execute(step, now_ms);
-            if let Some(op) = step.op(now_ms) {
+            if let Some(op) = op_opt {
                 let mut partition = store.partition(0);
                 let reply = normalize(partition.execute(0, op, now_ms).reply);
                 prop_assert_eq!(reply, expected, "step {:?} at {}", step, now_ms);
                 prop_assert_eq!(partition.memory_bytes(), partition.recompute_memory_bytes());
             }
         }
-        // Delete everything, let the tombstones age out, sweep: memory is back where it started.
+        // Delete everything, let the tombstones and the leases age out, sweep: memory is back
+        // where it started.
         for index in 0..5u8 {
             let key = Bytes::from(format!("k{index}"));
             store.partition(0).execute(0, Op::Delete { key, cas_opt: None }, now_ms);
@@ -487,6 +770,7 @@ proptest! {
         now_ms += TOMBSTONE_TTL_MS + 1;
         while store.partition(0).sweep(now_ms, 3) > 0 {}
         prop_assert_eq!(store.num_keys(), 0);
+        prop_assert_eq!(store.stats().num_locks, 0);
         prop_assert_eq!(store.stats().num_tombstones, 0);
         prop_assert_eq!(store.memory_used_bytes(), baseline_bytes);
     }

@@ -2,7 +2,7 @@
 
 use super::{Entry, Partition, Slot, held_version};
 use crate::value::Value;
-use crate::{Change, Mutation, NUM_DATABASES};
+use crate::{Change, Mutation, NUM_STORED_DATABASES};
 
 /// Where a chunked snapshot export stands: the next database and SCAN position to export.
 ///
@@ -23,7 +23,7 @@ impl ExportCursor {
         ExportCursor::default()
     }
 
-    /// Whether every database has been exported.
+    /// Whether every database (locks included) has been exported.
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -39,7 +39,7 @@ impl Partition {
     /// (kept `tombstone_ttl_ms` from `now_ms`). An expired entry counts as absent, like everywhere.
     pub fn apply(&mut self, mutation: Mutation, now_ms: u64) -> bool {
         let Mutation { db, key, change } = mutation;
-        if db >= NUM_DATABASES {
+        if usize::from(db) >= NUM_STORED_DATABASES {
             return false;
         }
         let version = change.version();
@@ -94,7 +94,7 @@ impl Partition {
                     cursor.next_position = position;
                     return chunk;
                 }
-                None if cursor.db + 1 < NUM_DATABASES => {
+                None if usize::from(cursor.db) + 1 < NUM_STORED_DATABASES => {
                     cursor.db += 1;
                     cursor.next_position = 0;
                 }
