@@ -43,6 +43,14 @@ impl<H: Host> Engine<H> {
         op: Op,
         now_ms: u64,
     ) -> (Reply, SmallList<(Member, u64)>) {
+        // Locks (and the compatibility locks) wait for the backups even in delayed-write: a
+        // lock acknowledged before a backup has it could be lost by a failover, letting a second
+        // holder in.
+        let write_mode = if op.requires_write_through() {
+            WriteMode::Through
+        } else {
+            self.config.write_mode
+        };
         let outcome = self.store.partition(partition).execute(db, op, now_ms);
         let PartitionState {
             record, primary, ..
@@ -54,7 +62,7 @@ impl<H: Host> Engine<H> {
             return (outcome.reply, SmallList::new());
         }
         let failed = self.replicate(partition, record.epoch, primary, outcome.mutations, now_ms);
-        let waits = self.waits(primary, now_ms);
+        let waits = self.waits(primary, write_mode, now_ms);
         if failed {
             self.drop_unreachable(partition, state, now_ms);
         }
@@ -127,13 +135,18 @@ impl<H: Host> Engine<H> {
     /// The acknowledgements a write just streamed must wait for: every synced backup's frame
     /// in write-through; in delayed-write, only links lagging more than `max_lag_ms`, on
     /// their oldest unacknowledged frame (writers slow down, the lag does not grow).
-    fn waits(&self, primary: &PrimaryState, now_ms: u64) -> SmallList<(Member, u64)> {
+    fn waits(
+        &self,
+        primary: &PrimaryState,
+        write_mode: WriteMode,
+        now_ms: u64,
+    ) -> SmallList<(Member, u64)> {
         let mut waits = SmallList::new();
         for member in &primary.stream {
             if member.unreachable || !matches!(member.phase, StreamPhase::Synced) {
                 continue;
             }
-            match self.config.write_mode {
+            match write_mode {
                 WriteMode::Through => {
                     if !member.link.is_satisfied(member.last_frame) {
                         waits.push((member.member, member.last_frame));
