@@ -220,6 +220,17 @@ pub enum CommandError {
     /// DECRBY by `i64::MIN`, whose negation does not fit. No state changed.
     #[error("decrement would overflow")]
     DecrementWouldOverflow,
+    /// An argument of an `SCD.*` command outside what it allows (Redis has no such command, so
+    /// the line names the argument and the allowed values). No state changed.
+    #[error("invalid {argument} in '{command}' command: {allowed}")]
+    InvalidArgument {
+        /// The command's name, e.g. `scd.lock`.
+        command: &'static str,
+        /// The argument, e.g. `lease-ms` or `WAIT`.
+        argument: &'static str,
+        /// What it may be, e.g. `an integer from 1 to 86400000`.
+        allowed: &'static str,
+    },
 }
 
 impl CommandError {

@@ -26,8 +26,9 @@ pub mod table;
 pub use cmd::{
     ClientCommand, ClientInfoAttribute, Command, CommandQuery, ConnectionCommand, Credentials,
     ExpireConditions, Expiry, FlushMode, HashCommand, Hello, HelpTopic, KeyCommand, Keys, Pairs,
-    ScanCommand, ScriptCall, ScriptingCommand, ServerCommand, SetCommand, SetCondition,
-    StringCommand, TimeUnit, TtlUpdate, ValueTypeFilter,
+    SCD_LEASE_MS_MAX, SCD_OWNER_MAX_BYTES, SCD_WAIT_MS_MAX, ScanCommand, ScdCommand, ScriptCall,
+    ScriptingCommand, ServerCommand, SetCommand, SetCondition, StringCommand, TimeUnit, TtlUpdate,
+    ValueTypeFilter,
 };
 pub use encode::{ProtocolVersion, ReplyEncoder};
 pub use error::{CommandError, ProtocolError};

@@ -451,9 +451,12 @@ const SCRIPT_CALL_ARGUMENTS: [ArgumentSpec; 3] = [
 ];
 
 use CommandGroup::{
-    Connection as CONNECTION, Generic as GENERIC, Hash as HASH, Scripting as SCRIPTING,
+    Connection as CONNECTION, Generic as GENERIC, Hash as HASH, Scd as SCD, Scripting as SCRIPTING,
     Server as SERVER, String as STRING,
 };
+
+/// The scd version that introduced the `SCD.*` commands (Redis versions name the others).
+const SCD_SINCE: &str = "0.1.0";
 
 const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -1424,6 +1427,108 @@ pub static COMMAND_TABLE: &[CommandSpec] = &[
         subcommands: &[],
         parse: cmd::parse_scan,
     },
+    CommandSpec {
+        name: "scd.lock",
+        full_name: "scd.lock",
+        arity: -3,
+        flags: WRITE_DENYOOM,
+        key_spec: ONE_KEY,
+        group: SCD,
+        since: SCD_SINCE,
+        complexity: "O(1)",
+        summary: "Acquires a session lock with a lease, optionally queueing for it; returns its fencing token.",
+        arguments: &[
+            key("key"),
+            integer("lease-ms"),
+            integer("ms").token("WAIT").optional(),
+            pure_token("session", "SESSION").optional(),
+            string("id").token("OWNER").optional(),
+        ],
+        subcommands: &[],
+        parse: cmd::parse_scd_lock,
+    },
+    CommandSpec {
+        name: "scd.lockinfo",
+        full_name: "scd.lockinfo",
+        arity: 2,
+        flags: READ_FAST,
+        key_spec: ONE_KEY,
+        group: SCD,
+        since: SCD_SINCE,
+        complexity: "O(1)",
+        summary: "Returns the holder, token, remaining lease, mode and waiters of a lock.",
+        arguments: KEY,
+        subcommands: &[],
+        parse: cmd::parse_scd_lockinfo,
+    },
+    CommandSpec {
+        name: "scd.renew",
+        full_name: "scd.renew",
+        arity: 4,
+        flags: WRITE_FAST,
+        key_spec: ONE_KEY,
+        group: SCD,
+        since: SCD_SINCE,
+        complexity: "O(1)",
+        summary: "Extends the lease of a lock held with the given token.",
+        arguments: &[key("key"), integer("token"), integer("lease-ms")],
+        subcommands: &[],
+        parse: cmd::parse_scd_renew,
+    },
+    CommandSpec {
+        name: "scd.set",
+        full_name: "scd.set",
+        arity: -4,
+        flags: WRITE_DENYOOM,
+        key_spec: ONE_KEY,
+        group: SCD,
+        since: SCD_SINCE,
+        complexity: "O(1)",
+        summary: "Sets a key only while the given fencing token holds its lock.",
+        arguments: &[
+            key("key"),
+            string("value"),
+            integer("token"),
+            one_of(
+                "expiration",
+                &[
+                    integer("seconds").token("EX"),
+                    integer("milliseconds").token("PX"),
+                ],
+            )
+            .optional(),
+        ],
+        subcommands: &[],
+        parse: cmd::parse_scd_set,
+    },
+    CommandSpec {
+        name: "scd.stale",
+        full_name: "scd.stale",
+        arity: 2,
+        flags: READ_FAST,
+        key_spec: ONE_KEY,
+        group: SCD,
+        since: SCD_SINCE,
+        complexity: "O(1)",
+        summary: "Tells whether a key's latest writes may have been lost in a delayed-write failover.",
+        arguments: KEY,
+        subcommands: &[],
+        parse: cmd::parse_scd_stale,
+    },
+    CommandSpec {
+        name: "scd.unlock",
+        full_name: "scd.unlock",
+        arity: 3,
+        flags: WRITE_FAST,
+        key_spec: ONE_KEY,
+        group: SCD,
+        since: SCD_SINCE,
+        complexity: "O(1)",
+        summary: "Releases a lock held with the given fencing token.",
+        arguments: &[key("key"), integer("token")],
+        subcommands: &[],
+        parse: cmd::parse_scd_unlock,
+    },
     container(
         "script",
         -2,
@@ -2045,10 +2150,10 @@ mod tests {
                     &CommandQuery::Count,
                     encoder
                 )),
-                Frame::Integer(60)
+                Frame::Integer(66)
             );
         }
-        assert_eq!(COMMAND_TABLE.len(), 60);
+        assert_eq!(COMMAND_TABLE.len(), 66);
     }
 
     #[test]

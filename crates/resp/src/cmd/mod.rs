@@ -25,6 +25,7 @@
 mod connection;
 mod hashes;
 mod keys;
+mod scd;
 mod scripting;
 mod server;
 mod strings;
@@ -32,6 +33,7 @@ mod strings;
 pub use connection::{ClientCommand, ClientInfoAttribute, ConnectionCommand, Credentials, Hello};
 pub use hashes::HashCommand;
 pub use keys::{ExpireConditions, KeyCommand, ScanCommand, TimeUnit, ValueTypeFilter};
+pub use scd::{SCD_LEASE_MS_MAX, SCD_OWNER_MAX_BYTES, SCD_WAIT_MS_MAX, ScdCommand};
 pub use scripting::{ScriptCall, ScriptingCommand};
 pub use server::{CommandQuery, FlushMode, ServerCommand};
 pub use strings::{SetCommand, SetCondition, StringCommand};
@@ -49,6 +51,11 @@ pub(crate) use keys::{
     parse_del, parse_exists, parse_expire, parse_expireat, parse_keys, parse_persist,
     parse_pexpire, parse_pexpireat, parse_pttl, parse_rename, parse_scan, parse_touch, parse_ttl,
     parse_type, parse_unlink,
+};
+pub(crate) use scd::{
+    parse_lock as parse_scd_lock, parse_lockinfo as parse_scd_lockinfo,
+    parse_renew as parse_scd_renew, parse_set as parse_scd_set, parse_stale as parse_scd_stale,
+    parse_unlock as parse_scd_unlock,
 };
 pub(crate) use scripting::{
     parse_eval, parse_evalsha, parse_script_exists, parse_script_flush, parse_script_help,
@@ -89,6 +96,8 @@ pub enum Command {
     Server(ServerCommand),
     /// The HELP subcommand of a container command; answer with [`table::encode_help`].
     Help(HelpTopic),
+    /// scd's own `SCD.*` commands: locks and the failover mark.
+    Scd(ScdCommand),
 }
 
 /// The container command whose HELP was asked for.
@@ -123,6 +132,7 @@ impl Command {
             Command::Key(command) => command.keys(),
             Command::Hash(command) => Keys::one(command.key()),
             Command::Scripting(command) => command.keys(),
+            Command::Scd(command) => command.keys(),
         }
     }
 }
