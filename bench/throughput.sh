@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Throughput of scd against redis-server on this machine, both measured in the same run:
+# redis-benchmark -t set,get -c 50 -d 512 -r 100000, without pipelining and with -P 16, several
+# rounds with the two servers interleaved (the order alternates each round). Prints the median
+# ops/s of each and the ratio scd/redis. Goals (issue 2): >= 1.0 without pipelining, >= 0.9
+# with -P 16.
+#
+#   bash bench/throughput.sh                 defaults: 3 rounds of 200000 requests per test
+#   ROUNDS=5 REQUESTS=500000 bash bench/throughput.sh
+#
+# Nothing is pinned to a core: the load generator shares the machine with the server under test,
+# as it would on a web server running scd beside PHP. SCD_BINARY=path uses that scd binary
+# instead of building one. Not run in CI.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+rounds=${ROUNDS:-3}
+requests=${REQUESTS:-200000}
+clients=50
+value_bytes=512
+keyspace=100000
+
+require_tools redis-server redis-benchmark redis-cli
+build_scd
+start_redis
+start_scd
+say "redis-server on $redis_port (pid $redis_pid), scd on $scd_port (pid $scd_pid)"
+
+results="$work_dir/results"
+: >"$results"
+
+# bench TARGET PORT PIPELINE: one redis-benchmark run, appending "target pipeline test rps".
+bench() {
+  local target=$1 port=$2 pipeline=$3
+  redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$clients" -d "$value_bytes" \
+    -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
+    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" \
+      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2 }' >>"$results"
+}
+
+for round in $(seq 1 "$rounds"); do
+  for pipeline in 1 16; do
+    if ((round % 2)); then order="redis scd"; else order="scd redis"; fi
+    for target in $order; do
+      if [[ $target == redis ]]; then port=$redis_port; else port=$scd_port; fi
+      say "round $round/$rounds: $target, -P $pipeline"
+      bench "$target" "$port" "$pipeline"
+    done
+  done
+done
+
+echo
+machine_summary
+echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspace -n $requests -P {1,16} --csv (median of $rounds rounds, interleaved)"
+echo
+printf '%-6s %-10s %14s %14s %8s %6s\n' test pipeline redis_ops_s scd_ops_s scd/redis goal
+for pipeline in 1 16; do
+  for test in SET GET; do
+    median() {
+      awk -v target="$1" -v pipeline="$pipeline" -v test="$test" \
+        '$1 == target && $2 == pipeline && $3 == test { print $4 }' "$results" |
+        sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    }
+    redis_rps=$(median redis)
+    scd_rps=$(median scd)
+    if ((pipeline == 1)); then goal=1.0; label="none"; else goal=0.9; label="-P 16"; fi
+    ratio=$(awk -v a="$scd_rps" -v b="$redis_rps" 'BEGIN { printf "%.3f", a / b }')
+    verdict=$(awk -v r="$ratio" -v g="$goal" 'BEGIN { print (r >= g) ? "met" : "MISSED" }')
+    printf '%-6s %-10s %14.0f %14.0f %8s %6s %s\n' "$test" "$label" "$redis_rps" "$scd_rps" "$ratio" ">=$goal" "$verdict"
+  done
+done
