@@ -14,7 +14,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
-use store::{Change, EntryImage, Mutation, Op, Reply, ScanPage, StoreError, ValueImage, ValueType};
+use store::{
+    Change, EntryImage, LockHolder, Mutation, Op, Reply, ScanPage, StoreError, ValueImage,
+    ValueType,
+};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::table::{Epoch, Record};
@@ -563,6 +566,8 @@ mod flat_reply {
         CasMismatch,
         NotFound,
         Error(StoreError),
+        LockGranted { token: u64, deadline_ms: u64 },
+        LockHeld(Box<LockHolder>),
     }
 
     fn flatten(reply: &Reply, depth: usize, out: &mut Vec<FlatReply>) -> Result<(), String> {
@@ -600,6 +605,11 @@ mod flat_reply {
             Reply::CasMismatch => FlatReply::CasMismatch,
             Reply::NotFound => FlatReply::NotFound,
             Reply::Error(error) => FlatReply::Error(error.clone()),
+            Reply::LockGranted { token, deadline_ms } => FlatReply::LockGranted {
+                token: *token,
+                deadline_ms: *deadline_ms,
+            },
+            Reply::LockHeld(holder) => FlatReply::LockHeld(holder.clone()),
         });
         Ok(())
     }
@@ -639,6 +649,10 @@ mod flat_reply {
             FlatReply::CasMismatch => Reply::CasMismatch,
             FlatReply::NotFound => Reply::NotFound,
             FlatReply::Error(error) => Reply::Error(error),
+            FlatReply::LockGranted { token, deadline_ms } => {
+                Reply::LockGranted { token, deadline_ms }
+            }
+            FlatReply::LockHeld(holder) => Reply::LockHeld(holder),
         })
     }
 
@@ -757,6 +771,22 @@ mod tests {
                 result: RelayResult::NotPrimary {
                     record: Some(record()),
                 },
+            },
+            PeerMessage::Response {
+                id: 4,
+                result: RelayResult::Reply(Reply::Array(vec![
+                    Reply::LockGranted {
+                        token: 42,
+                        deadline_ms: 1_000,
+                    },
+                    Reply::LockHeld(Box::new(store::LockHolder {
+                        owner: Bytes::from_static(b"php-1"),
+                        token: 41,
+                        deadline_ms: 900,
+                        mode: store::LockMode::Session,
+                        num_waiters: 2,
+                    })),
+                ])),
             },
             PeerMessage::Response {
                 id: 3,
