@@ -259,7 +259,8 @@ impl<H: Host> Engine<H> {
         state.primary_in_view = true;
         state.needs_evaluation = true;
         let epoch = record.epoch;
-        self.push_record(partition, record, ctx.now_ms);
+        let frames = self.push_record(partition, record, ctx.now_ms);
+        self.announce(partition, &mut state, frames);
         self.send(
             from,
             &PeerMessage::HandoffDone { partition, epoch },

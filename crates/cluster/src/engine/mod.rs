@@ -126,6 +126,10 @@ pub struct EngineConfig {
     pub deferred_wait_ms_max: u64,
     /// Most relayed replies waiting for write-through acknowledgements at once.
     pub pending_replies_max: usize,
+    /// A member named in a record that this node has never seen alive counts as dead only after
+    /// this long, in ms: a joining node must not take over partitions of members it has simply
+    /// not heard from yet (those that knew them act), but must not wait forever either.
+    pub unknown_member_grace_ms: u64,
     /// A handoff whose backups do not acknowledge within this is abandoned (and retried), in ms.
     pub handoff_drain_timeout_ms: u64,
     /// Every partition's rules are evaluated at least this often, in ms.
@@ -157,6 +161,7 @@ impl EngineConfig {
             deferred_per_partition_max: 1_024,
             deferred_wait_ms_max: 5_000,
             pending_replies_max: 65_536,
+            unknown_member_grace_ms: 3_000,
             handoff_drain_timeout_ms: 2_000,
             reevaluate_interval_ms: 200,
             chunks_per_tick_max: 64,
@@ -287,6 +292,9 @@ pub enum WaitReason {
     NoLivePrimary,
     /// The partition is being handed to another node.
     Handoff,
+    /// This node just became the partition's primary and waits until its peers acknowledged the
+    /// new record (one round trip).
+    Announcing,
     /// This node stalled or was declared dead; it waits for fresh tables from its view.
     Fenced,
     /// A member entered the view (or a link came up) and tables are not exchanged yet.
@@ -340,6 +348,18 @@ pub(crate) struct Ctx {
     pub(crate) view: Arc<ViewState>,
 }
 
+/// Most members `seen_members` remembers; beyond, the oldest never-seen ones are forgotten.
+const SEEN_MEMBERS_MAX: usize = 16_384;
+
+/// What this node knows of a member named in records.
+#[derive(Clone, Copy, Debug)]
+struct SeenMember {
+    /// It was in this node's view or linked to it at some point.
+    seen_alive: bool,
+    /// When this node first heard of it, in ms.
+    first_heard_ms: u64,
+}
+
 /// A relayed reply waiting for write-through acknowledgements.
 #[derive(Debug)]
 struct PendingReply {
@@ -361,6 +381,11 @@ pub struct Engine<H: Host> {
     /// Taken after a partition lock or the view lock, never before them.
     peers: Mutex<BTreeMap<Member, PeerState>>,
     pending_replies: Mutex<Vec<PendingReply>>,
+    /// Partitions whose new primaryship waits for acknowledgements (`PrimaryState::announce`).
+    announcing: Mutex<std::collections::BTreeSet<u32>>,
+    /// Members named in records: whether this node saw them alive, and when it first heard of
+    /// them (see `unknown_member_grace_ms`). Bounded by `SEEN_MEMBERS_MAX`.
+    seen_members: Mutex<BTreeMap<Member, SeenMember>>,
     /// Open: not fenced, and every view member's table arrived (PROTOCOL.md §9.3, §10).
     gate_open: AtomicBool,
     fenced: AtomicBool,
@@ -413,7 +438,7 @@ impl<H: Host> Engine<H> {
             config.num_partitions,
             config.backups,
         );
-        Ok(Engine {
+        let engine = Engine {
             store,
             host,
             partitions,
@@ -421,6 +446,8 @@ impl<H: Host> Engine<H> {
             view: RwLock::new(Arc::new(view)),
             peers: Mutex::new(BTreeMap::new()),
             pending_replies: Mutex::new(Vec::new()),
+            announcing: Mutex::new(std::collections::BTreeSet::new()),
+            seen_members: Mutex::new(BTreeMap::new()),
             gate_open: AtomicBool::new(true),
             fenced: AtomicBool::new(false),
             fence_requested: AtomicBool::new(false),
@@ -434,7 +461,13 @@ impl<H: Host> Engine<H> {
             last_full_evaluation_ms: AtomicU64::new(now_ms),
             stats: Counters::default(),
             config,
-        })
+        };
+        if engine.config.join_wait_ms == 0 {
+            // A node that joins nobody owns everything from its first instant, before anyone can
+            // join: a joining node then adopts its records instead of racing it with claims.
+            engine.evaluate_all(now_ms);
+        }
+        Ok(engine)
     }
 
     /// The configuration in force.
@@ -591,6 +624,33 @@ impl<H: Host> Engine<H> {
         link.note_acked(frames);
         self.host.acked(from, frames);
         self.complete_pending_replies();
+        self.complete_announcements(self.last_alive_ms.load(Ordering::Acquire));
+    }
+
+    /// Partitions whose new primary's record every peer acknowledged start serving.
+    fn complete_announcements(&self, now_ms: u64) {
+        let partitions: Vec<u32> = self.announcing.lock().iter().copied().collect();
+        if partitions.is_empty() {
+            return;
+        }
+        let ctx = self.ctx(now_ms);
+        for partition in partitions {
+            let mut state = self.partitions[partition as usize].lock();
+            let done = match &mut state.primary {
+                Some(primary) if !primary.is_announced() => false,
+                Some(primary) => {
+                    primary.announce.clear();
+                    true
+                }
+                None => true,
+            };
+            if done {
+                self.announcing.lock().remove(&partition);
+                self.host.partition_changed(partition);
+                self.run_deferred(partition, &mut state, &ctx);
+                self.finish(partition, &state);
+            }
+        }
     }
 
     // ----------------------------------------------------------------------------------------
@@ -625,6 +685,7 @@ impl<H: Host> Engine<H> {
             }
             std::mem::replace(&mut *view, new_view.clone())
         };
+        self.note_alive(new_view.sorted.iter().copied(), now_ms);
         let removed: Vec<Member> = old_view
             .sorted
             .iter()
@@ -669,6 +730,7 @@ impl<H: Host> Engine<H> {
     /// A link to `peer` is up (authenticated): the table exchange starts, and until it is done
     /// this node does not act as primary (§10).
     pub fn handle_link_up(&self, peer: Member, now_ms: u64) {
+        self.note_alive(std::iter::once(peer), now_ms);
         let link = Arc::new(PeerLink::new());
         {
             let mut peers = self.peers.lock();
@@ -712,6 +774,7 @@ impl<H: Host> Engine<H> {
             self.forget_link(partition, &mut state, peer, &ctx);
             self.finish(partition, &state);
         }
+        self.complete_announcements(now_ms);
         self.recompute_gate();
     }
 
@@ -727,6 +790,7 @@ impl<H: Host> Engine<H> {
                 .store(now_ms, Ordering::Relaxed);
             self.mark_all_for_evaluation();
         }
+        self.complete_announcements(now_ms);
         let ctx = self.ctx(now_ms);
         let mut chunk_budget = self.config.chunks_per_tick_max;
         for partition in 0..self.config.num_partitions {
@@ -866,11 +930,9 @@ impl<H: Host> Engine<H> {
             return false;
         };
         let state = slot.lock();
-        state
-            .primary
-            .as_ref()
-            .is_some_and(|primary| primary.handoff.is_none())
-            && self.gate_reason(now_ms, false).is_none()
+        state.primary.as_ref().is_some_and(|primary| {
+            primary.handoff.is_none() && (primary.announce.is_empty() || primary.is_announced())
+        }) && self.gate_reason(now_ms, false).is_none()
     }
 
     /// Whether a link to `member` is up and its table arrived on it.
@@ -967,6 +1029,61 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Remembers that these members were alive (in the view or linked).
+    fn note_alive(&self, members: impl Iterator<Item = Member>, now_ms: u64) {
+        let mut seen = self.seen_members.lock();
+        for member in members {
+            seen.entry(member)
+                .or_insert(SeenMember {
+                    seen_alive: true,
+                    first_heard_ms: now_ms,
+                })
+                .seen_alive = true;
+        }
+        Self::bound_seen(&mut seen);
+    }
+
+    fn bound_seen(seen: &mut BTreeMap<Member, SeenMember>) {
+        while seen.len() > SEEN_MEMBERS_MAX {
+            let oldest = seen
+                .iter()
+                .min_by_key(|(_, state)| (state.seen_alive, state.first_heard_ms))
+                .map(|(member, _)| *member);
+            match oldest {
+                Some(member) => {
+                    seen.remove(&member);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Whether `member` is dead for the ownership rules: not alive, and either seen alive
+    /// before, replaced by a newer incarnation of its node, or unheard of for longer than
+    /// `unknown_member_grace_ms`.
+    pub(crate) fn is_dead(&self, ctx: &Ctx, member: Member) -> bool {
+        if self.is_alive(ctx, member) {
+            return false;
+        }
+        if member.id == self.config.me.id
+            || ctx.view.sorted.iter().any(|alive| alive.id == member.id)
+        {
+            // Another incarnation of a node that is alive: that run is over.
+            return true;
+        }
+        let mut seen = self.seen_members.lock();
+        let state = *seen.entry(member).or_insert(SeenMember {
+            seen_alive: false,
+            first_heard_ms: ctx.now_ms,
+        });
+        Self::bound_seen(&mut seen);
+        state.seen_alive
+            || ctx.now_ms
+                >= state
+                    .first_heard_ms
+                    .saturating_add(self.config.unknown_member_grace_ms)
+    }
+
     fn mark_active(&self, partition: u32) {
         if let Some(flag) = self.active.get(partition as usize) {
             flag.store(true, Ordering::Release);
@@ -1057,15 +1174,6 @@ impl<H: Host> Engine<H> {
     /// The link to `member` if it is up and its table exchange is done.
     fn ready_link(&self, member: Member) -> Option<Arc<PeerLink>> {
         self.link(member).filter(|link| link.is_exchanged())
-    }
-
-    fn linked_peers(&self) -> Vec<Member> {
-        self.peers
-            .lock()
-            .iter()
-            .filter(|(_, peer)| peer.link.is_some())
-            .map(|(member, _)| *member)
-            .collect()
     }
 
     /// Sends through the host and notes the frame for the lag measurement.

@@ -1,10 +1,12 @@
 //! The ownership rules (PROTOCOL.md §5): adopting records (deposition), claims, promotions,
 //! dropping data, merges out, and the relayed-request path with its deferred queues.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use store::{ExportCursor, Op};
 
+use super::link::PeerLink;
 use super::state::{
     Deferred, Following, HandoffPhase, MergeOut, PartitionState, PrimaryState, StreamMember,
     StreamPhase,
@@ -188,12 +190,16 @@ impl<H: Host> Engine<H> {
                     Action::Nothing
                 }
                 Some(_) if state.primary_in_view => Action::Nothing,
+                // Not alive, but not known dead either (a joining node has not heard from it
+                // yet): those that know it act.
+                Some(record) if !self.is_dead(ctx, record.primary) => Action::Nothing,
                 Some(record) => {
+                    // The first backup that may be alive promotes itself; the others wait.
                     match record
                         .backups
                         .iter()
                         .copied()
-                        .find(|backup| self.is_alive(ctx, *backup))
+                        .find(|backup| !self.is_dead(ctx, *backup))
                     {
                         Some(first) if first == me => Action::Promote,
                         Some(_) => Action::Nothing,
@@ -322,7 +328,7 @@ impl<H: Host> Engine<H> {
         backups: Vec<Member>,
         suspect_before_hlc: u64,
         now_ms: u64,
-    ) {
+    ) -> Vec<(Arc<PeerLink>, u64)> {
         let term = state.record.as_ref().map_or(0, |record| record.epoch.term) + 1;
         let record = Record {
             epoch: Epoch {
@@ -337,14 +343,50 @@ impl<H: Host> Engine<H> {
         self.update_digest(partition, old.as_ref(), Some(&record));
         self.stats.records_authored.fetch_add(1, Ordering::Relaxed);
         state.primary_in_view = true;
-        self.push_record(partition, record, now_ms);
+        let frames = self.push_record(partition, record, now_ms);
         self.host.partition_changed(partition);
+        frames
     }
 
-    pub(super) fn push_record(&self, partition: u32, record: Record, now_ms: u64) {
+    /// Sends `record` to every linked peer; returns the frame each got.
+    pub(super) fn push_record(
+        &self,
+        partition: u32,
+        record: Record,
+        now_ms: u64,
+    ) -> Vec<(Arc<PeerLink>, u64)> {
         let message = PeerMessage::Record { partition, record };
-        for peer in self.linked_peers() {
-            self.send(peer, &message, now_ms);
+        let links: Vec<(Member, Arc<PeerLink>)> = self
+            .peers
+            .lock()
+            .iter()
+            .filter_map(|(member, peer)| Some((*member, peer.link.clone()?)))
+            .collect();
+        let mut frames = Vec::with_capacity(links.len());
+        for (member, link) in links {
+            if let Some(frame) = self.host.send(member, &message) {
+                link.note_sent(frame, now_ms);
+                frames.push((link, frame));
+            }
+        }
+        frames
+    }
+
+    /// This node just became primary of `partition` through `frames`' record: it acts once
+    /// they are acknowledged.
+    pub(super) fn announce(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        frames: Vec<(Arc<PeerLink>, u64)>,
+    ) {
+        if let Some(primary) = &mut state.primary {
+            primary.announce = frames;
+            if !primary.is_announced() {
+                self.announcing.lock().insert(partition);
+            } else {
+                primary.announce.clear();
+            }
         }
     }
 
@@ -608,6 +650,11 @@ impl<H: Host> Engine<H> {
                 reason: WaitReason::Handoff,
             });
         }
+        if !primary.announce.is_empty() && !primary.is_announced() {
+            return Some(Execution::Wait {
+                reason: WaitReason::Announcing,
+            });
+        }
         self.gate_reason(now_ms, true)
             .map(|reason| Execution::Wait { reason })
     }
@@ -629,7 +676,11 @@ impl<H: Host> Engine<H> {
             match self.refusal(&state, ctx.now_ms) {
                 None => self.serve_request(partition, &mut state, from, id, db, op, ctx.now_ms),
                 Some(Execution::Wait {
-                    reason: WaitReason::Handoff | WaitReason::Fenced | WaitReason::TableExchange,
+                    reason:
+                        WaitReason::Handoff
+                        | WaitReason::Announcing
+                        | WaitReason::Fenced
+                        | WaitReason::TableExchange,
                 }) => self.defer(&mut state, from, id, db, op, ctx.now_ms),
                 Some(_) => self.send_response(
                     from,
@@ -751,7 +802,10 @@ impl<H: Host> Engine<H> {
             if matches!(
                 refusal,
                 Some(Execution::Wait {
-                    reason: WaitReason::Handoff | WaitReason::Fenced | WaitReason::TableExchange,
+                    reason: WaitReason::Handoff
+                        | WaitReason::Announcing
+                        | WaitReason::Fenced
+                        | WaitReason::TableExchange,
                 })
             ) {
                 break;

@@ -37,6 +37,7 @@ impl PartitionState {
             || self.merge.is_some()
             || self.primary.as_ref().is_some_and(|primary| {
                 primary.handoff.is_some()
+                    || !primary.announce.is_empty()
                     || primary
                         .stream
                         .iter()
@@ -54,6 +55,10 @@ pub(crate) struct PrimaryState {
     pub(crate) stream: Vec<StreamMember>,
     /// A handoff of this partition in progress.
     pub(crate) handoff: Option<HandoffOut>,
+    /// The frames that carried the record making this node primary, per linked peer: it acts
+    /// as primary only once each was acknowledged (or its link released), so that a peer that
+    /// knows a higher record answers it before this node accepts anything.
+    pub(crate) announce: Vec<(Arc<PeerLink>, u64)>,
 }
 
 impl PrimaryState {
@@ -62,7 +67,15 @@ impl PrimaryState {
             next_seq: 1,
             stream: Vec::new(),
             handoff: None,
+            announce: Vec::new(),
         }
+    }
+
+    /// Whether every peer acknowledged the record that made this node primary.
+    pub(crate) fn is_announced(&self) -> bool {
+        self.announce
+            .iter()
+            .all(|(link, frame)| link.is_satisfied(*frame))
     }
 
     pub(crate) fn stream_member(&self, member: Member) -> Option<&StreamMember> {
