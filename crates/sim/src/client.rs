@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cluster::engine::Execution;
 use cluster::table::Member;
 use cluster::wire::RelayResult;
-use store::{Op, Reply, SetCondition, SetExpiry};
+use store::{CounterDirection, CounterInitial, Op, Reply, SetCondition, SetExpiry};
 
 use crate::world::{Sim, Status};
 
@@ -51,8 +51,11 @@ pub(crate) struct KeyModel {
     pub(crate) unknown: Vec<(State, u64)>,
     /// Counter: the highest acknowledged value.
     pub(crate) counter_acked: i64,
-    /// Counter: increments issued (acknowledged or unknown).
+    /// Counter: increments that may have been applied (acknowledged, unknown, and retries of
+    /// attempts that may have executed: the relay retries at least once).
     pub(crate) counter_issued: i64,
+    /// Counter: the version clock of the last acknowledged increment.
+    pub(crate) counter_acked_hlc: u64,
     /// Shared: the highest acknowledged version clock.
     pub(crate) shared_acked_hlc: u64,
 }
@@ -110,6 +113,8 @@ struct Flight {
     probe: bool,
     /// The client's node went away: the operation ended with its connection.
     connection_lost: bool,
+    /// Attempts that may have executed (executed here, or relayed).
+    executions: u32,
 }
 
 /// One simulated client.
@@ -157,6 +162,7 @@ impl Sim {
                 unknown: Vec::new(),
                 counter_acked: 0,
                 counter_issued: 0,
+                counter_acked_hlc: 0,
                 shared_acked_hlc: 0,
             });
             model.keys.len() - 1
@@ -361,9 +367,16 @@ impl Sim {
         } else if roll < 35 && !self.clients[client].counters.is_empty() {
             let key = *self.rng.pick(&self.clients[client].counters).unwrap_or(&0);
             self.model.keys[key].counter_issued += 1;
-            let op = Op::IncrBy {
+            // memcached incr, creating the counter at 1: its reply carries the version (CAS).
+            let op = Op::Counter {
                 key: self.model.keys[key].key.clone(),
                 delta: 1,
+                direction: CounterDirection::Increment,
+                cas_opt: None,
+                initial_opt: Some(CounterInitial {
+                    value: 1,
+                    expire_at_ms: 0,
+                }),
             };
             (key, op, OpKind::Increment)
         } else if !self.clients[client].owned.is_empty() {
@@ -403,6 +416,12 @@ impl Sim {
             .engine
             .execute(partition, 0, flight.op.clone(), now_ms);
         self.flush(node);
+        if matches!(
+            execution,
+            Execution::Done(_) | Execution::AwaitAcks { .. } | Execution::Forward(_)
+        ) {
+            self.count_execution(client);
+        }
         match execution {
             Execution::Done(reply) => self.end_flight(client, Some(reply)),
             Execution::AwaitAcks { reply, waits } => {
@@ -431,6 +450,17 @@ impl Sim {
                 }
             }
             Execution::Wait { .. } => self.wait(client, 20),
+        }
+    }
+
+    /// An attempt that may execute: a retry of an increment may apply it once more.
+    fn count_execution(&mut self, client: usize) {
+        let Some(flight) = &mut self.clients[client].flight else {
+            return;
+        };
+        flight.executions += 1;
+        if flight.executions > 1 && matches!(flight.kind, OpKind::Increment) {
+            self.model.keys[flight.key].counter_issued += 1;
         }
     }
 
@@ -515,7 +545,11 @@ impl Sim {
         self.stats.ops_completed += 1;
         let strict = self.window.reads_are_strict(&self.config);
         let model = &mut self.model.keys[flight.key];
-        let name = String::from_utf8_lossy(&model.key).into_owned();
+        let name = format!(
+            "{} (partition {})",
+            String::from_utf8_lossy(&model.key),
+            model.partition
+        );
         match (&flight.kind, reply) {
             (OpKind::Set(value), Reply::Written { cas }) => {
                 self.stats.writes_acked += 1;
@@ -531,8 +565,10 @@ impl Sim {
                 model.acked = State::Absent;
                 model.acked_hlc = None;
             }
-            (OpKind::Increment, Reply::Integer(value)) => {
+            (OpKind::Increment, Reply::Counter { value, cas }) => {
                 self.stats.writes_acked += 1;
+                let value = i64::try_from(value).unwrap_or(i64::MAX);
+                model.counter_acked_hlc = model.counter_acked_hlc.max(cas);
                 if strict && value <= model.counter_acked {
                     let previous = model.counter_acked;
                     self.fail(
@@ -704,6 +740,7 @@ fn new_flight(key: usize, op: Op, kind: OpKind, now_ms: u64, probe: bool) -> Fli
         phase: Phase::Ready,
         probe,
         connection_lost: false,
+        executions: 0,
     }
 }
 
