@@ -158,6 +158,7 @@ fn wait_reason_text(reason: cluster::engine::WaitReason) -> &'static str {
         WaitReason::NoRecord => "the cluster is forming",
         WaitReason::NoLivePrimary => "its primary failed and a backup is being promoted",
         WaitReason::Handoff => "it is being handed to another node",
+        WaitReason::Announcing => "its new primary is announcing itself to the other nodes",
         WaitReason::Fenced => "this node is re-synchronising after a pause",
         WaitReason::TableExchange => "a node joined and tables are being exchanged",
     }
