@@ -106,9 +106,13 @@ machine_summary() {
   local cpu
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   echo "machine: $(nproc) cores ($cpu), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
-  local head dirty=""
-  head=$(git -C "$bench_root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  git -C "$bench_root" diff --quiet HEAD -- crates 2>/dev/null || dirty=" + uncommitted changes"
-  echo "redis-server $(redis-server --version | awk '{ print $3 }' | tr -d 'v='); scd $scd_binary (commit $head$dirty)"
+  local built_from
+  if [[ -n ${SCD_BINARY:-} ]]; then
+    built_from="given by SCD_BINARY"
+  else
+    built_from="built from commit $(git -C "$bench_root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    git -C "$bench_root" diff --quiet HEAD -- crates 2>/dev/null || built_from+=" + uncommitted changes"
+  fi
+  echo "redis-server $(redis-server --version | awk '{ print $3 }' | tr -d 'v='); scd $scd_binary ($built_from)"
   echo "load average before the run: $load_before"
 }

@@ -29,13 +29,14 @@ say "redis-server on $redis_port (pid $redis_pid), scd on $scd_port (pid $scd_pi
 results="$work_dir/results"
 : >"$results"
 
-# bench TARGET PORT PIPELINE: one redis-benchmark run, appending "target pipeline test rps".
+# bench TARGET PORT PIPELINE ROUND: one redis-benchmark run, appending
+# "target pipeline test rps round".
 bench() {
-  local target=$1 port=$2 pipeline=$3
+  local target=$1 port=$2 pipeline=$3 round=$4
   redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$clients" -d "$value_bytes" \
     -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
-    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" \
-      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2 }' >>"$results"
+    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
+      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$results"
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -44,7 +45,7 @@ for round in $(seq 1 "$rounds"); do
     for target in $order; do
       if [[ $target == redis ]]; then port=$redis_port; else port=$scd_port; fi
       say "round $round/$rounds: $target, -P $pipeline"
-      bench "$target" "$port" "$pipeline"
+      bench "$target" "$port" "$pipeline" "$round"
     done
   done
 done
@@ -53,7 +54,7 @@ echo
 machine_summary
 echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspace -n $requests -P {1,16} --csv (median of $rounds rounds, interleaved)"
 echo
-printf '%-6s %-10s %14s %14s %8s %6s\n' test pipeline redis_ops_s scd_ops_s scd/redis goal
+printf '%-6s %-10s %14s %14s %9s %13s %6s\n' test pipeline redis_ops_s scd_ops_s scd/redis "round range" goal
 for pipeline in 1 16; do
   for test in SET GET; do
     median() {
@@ -66,6 +67,17 @@ for pipeline in 1 16; do
     if ((pipeline == 1)); then goal=1.0; label="none"; else goal=0.9; label="-P 16"; fi
     ratio=$(awk -v a="$scd_rps" -v b="$redis_rps" 'BEGIN { printf "%.3f", a / b }')
     verdict=$(awk -v r="$ratio" -v g="$goal" 'BEGIN { print (r >= g) ? "met" : "MISSED" }')
-    printf '%-6s %-10s %14.0f %14.0f %8s %6s %s\n' "$test" "$label" "$redis_rps" "$scd_rps" "$ratio" ">=$goal" "$verdict"
+    # The lowest and highest scd/redis of a single round, to show the noise.
+    range=$(awk -v pipeline="$pipeline" -v test="$test" '
+      $2 == pipeline && $3 == test { rps[$1, $5] = $4; rounds[$5] = 1 }
+      END {
+        for (round in rounds) {
+          ratio = rps["scd", round] / rps["redis", round]
+          if (low == "" || ratio < low) low = ratio
+          if (high == "" || ratio > high) high = ratio
+        }
+        printf "%.2f-%.2f", low, high
+      }' "$results")
+    printf '%-6s %-10s %14.0f %14.0f %9s %13s %6s %s\n' "$test" "$label" "$redis_rps" "$scd_rps" "$ratio" "$range" ">=$goal" "$verdict"
   done
 done
