@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::clock::Clock;
+use crate::locks::{LockManager, LockSignals};
 use crate::membership::{MembershipCommand, MembershipHandle, MembershipObserver};
 use crate::peer::{FrameHandler, Link, Peers};
 
@@ -31,6 +32,12 @@ pub(crate) struct ClusterHost {
     partition_changed: Box<[Notify]>,
     /// Highest acknowledged frame per member (`u64::MAX`: released), for write-through waiters.
     acknowledged: Mutex<HashMap<Member, watch::Sender<u64>>>,
+    // --- Locks (PROTOCOL.md §13) ---
+    /// Partition changes for the lock manager, which re-serves its waiters there.
+    lock_signals: Arc<LockSignals>,
+    /// The lock manager relayed lock operations go to; weak, since the manager holds the
+    /// cluster side (and so this host) strongly.
+    lock_manager: OnceLock<Weak<LockManager>>,
 }
 
 impl ClusterHost {
@@ -39,7 +46,19 @@ impl ClusterHost {
             peers,
             partition_changed: (0..num_partitions).map(|_| Notify::new()).collect(),
             acknowledged: Mutex::new(HashMap::new()),
+            lock_signals: Arc::new(LockSignals::new(num_partitions)),
+            lock_manager: OnceLock::new(),
         }
+    }
+
+    /// The partition-change flags the lock manager's task waits on.
+    pub(crate) fn lock_signals(&self) -> Arc<LockSignals> {
+        Arc::clone(&self.lock_signals)
+    }
+
+    /// Sends relayed lock operations to `manager` from now on.
+    pub(crate) fn install_lock_manager(&self, manager: &Arc<LockManager>) {
+        let _ = self.lock_manager.set(Arc::downgrade(manager));
     }
 
     /// The notifier of `partition`'s changes.
@@ -86,6 +105,7 @@ impl Host for ClusterHost {
 
     fn partition_changed(&self, partition: u32) {
         self.partition_notify(partition).notify_waiters();
+        self.lock_signals.mark(partition);
     }
 
     fn acked(&self, from: Member, frames: u64) {
@@ -195,6 +215,20 @@ impl FrameHandler for Frames {
             PeerMessage::Response { id, result } => {
                 link.count_numbered_frame();
                 io.relays.answer(link.member, id, result);
+            }
+            // --- Locks (PROTOCOL.md §13): relayed lock operations go to the lock manager,
+            // which queues waiting acquisitions on the primary and answers when they are
+            // granted (or answers `NotPrimary` as the engine would).
+            PeerMessage::Request {
+                id,
+                partition,
+                db,
+                op,
+            } if op.is_lock_op()
+                && let Some(manager) = io.host().lock_manager.get().and_then(Weak::upgrade) =>
+            {
+                link.count_numbered_frame();
+                manager.handle_relayed(link.member, id, partition, db, op);
             }
             message => {
                 link.count_numbered_frame();

@@ -70,6 +70,10 @@ pub struct NodeConfig {
     pub phi_threshold: f64,
     /// How long a planned leave may take to hand partitions off before the node exits anyway.
     pub leave_timeout: Duration,
+    /// Most `SCD.LOCK … WAIT` requests queued for one lock on its primary.
+    pub max_lock_waiters_per_key: usize,
+    /// Most `SCD.LOCK … WAIT` requests queued on this node over all locks.
+    pub max_lock_waiters: usize,
 }
 
 impl NodeConfig {
@@ -97,6 +101,8 @@ impl NodeConfig {
             heartbeat_interval_ms: 100,
             phi_threshold: 8.0,
             leave_timeout: Duration::from_secs(30),
+            max_lock_waiters_per_key: 1_024,
+            max_lock_waiters: 65_536,
         }
     }
 

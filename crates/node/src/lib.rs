@@ -15,6 +15,7 @@ mod cluster_setup;
 pub mod config;
 mod expiry;
 mod listeners;
+mod locks;
 mod log;
 mod membership;
 mod memcached;
@@ -121,9 +122,26 @@ pub async fn run_with_clock(
         &tasks,
         &shutdown_token,
     )?;
+    let run_id = state::new_run_id();
+    let locks = locks::LockManager::new(
+        Arc::clone(&io),
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        locks::LockLimits {
+            waiters_per_key_max: config.max_lock_waiters_per_key,
+            waiters_max: config.max_lock_waiters,
+        },
+        config.num_partitions,
+        &run_id,
+        shutdown_token.clone(),
+    );
+    // Relayed lock operations reach the manager before the engine.
+    io.host().install_lock_manager(&locks);
+    tasks.spawn(Arc::clone(&locks).run(io.host().lock_signals()));
     let node = Arc::new(NodeState {
         router: router::Router::new(Arc::clone(&io), Arc::clone(&clock), config.num_partitions),
         io,
+        locks,
         memcached: Arc::default(),
         config,
         addresses,
@@ -134,7 +152,7 @@ pub async fn run_with_clock(
         counters: NodeCounters::default(),
         next_client_id: AtomicU64::new(1),
         started_at: Instant::now(),
-        run_id: state::new_run_id(),
+        run_id,
         shutdown: shutdown_token,
         stopping: AtomicBool::new(false),
     });

@@ -62,6 +62,8 @@ pub(crate) struct NodeState {
     pub(crate) router: Router,
     /// The cluster side: engine, peer links, membership.
     pub(crate) io: Arc<crate::cluster_io::ClusterIo>,
+    /// Lock waiters, lease timers and connection-tied locks.
+    pub(crate) locks: Arc<crate::locks::LockManager>,
     /// The memcached front end's counters and pending delayed flush.
     pub(crate) memcached: Arc<crate::memcached::NodeMemcached>,
     pub(crate) metrics: Arc<Metrics>,

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use resp::{
     ClientCommand, ClientInfoAttribute, Command, ConnectionCommand, ExpireConditions, Expiry,
-    HashCommand, KeyCommand, ProtocolVersion, ReplyEncoder, ScanCommand, ScriptCall,
+    HashCommand, KeyCommand, ProtocolVersion, ReplyEncoder, ScanCommand, ScdCommand, ScriptCall,
     ScriptingCommand, ServerCommand, SetCondition, StringCommand, TtlUpdate, ValueTypeFilter,
 };
-use store::{ExpireCondition, ExpireTarget, Op, Reply, SetExpiry, StoreError, TimeUnit, ValueType};
+use store::{
+    ExpireCondition, ExpireTarget, LockMode, Op, Reply, SetExpiry, StoreError, TimeUnit, ValueType,
+};
 
 use super::reply::{self, Shape};
 use super::scripting::{self, NativeScript};
@@ -46,6 +48,7 @@ pub(crate) fn dispatch(
             resp::table::encode_help(topic, &mut ReplyEncoder::new(out, session.protocol));
             Dispatched::Written
         }
+        Command::Scd(command) => scd(state, session, command, out),
     }
 }
 
@@ -759,6 +762,138 @@ fn flush(state: &NodeState, db: u8, op: Op) -> Dispatched {
         .map(|partition| state.router.execute_on(partition, db, op.clone()))
         .collect();
     Dispatched::Store(Pending::join_all(pendings).map(Reply::Array), Shape::AllOk)
+}
+
+// The resp crate bounds OWNER ids by the store's limit on what it keeps per lock.
+const _: () = assert!(resp::SCD_OWNER_MAX_BYTES == store::LOCK_OWNER_MAX_BYTES);
+
+/// scd's own commands: lock operations go through the node's lock manager (which queues
+/// waiters on the primary), guarded writes and STALE through the router.
+fn scd(
+    state: &Arc<NodeState>,
+    session: &mut Session,
+    command: ScdCommand,
+    out: &mut BytesMut,
+) -> Dispatched {
+    let db = session.db;
+    let locks = &state.locks;
+    match command {
+        ScdCommand::Lock {
+            key,
+            lease_ms,
+            wait_ms,
+            session: tied_to_connection,
+            owner_opt,
+        } => {
+            let session_locks_opt = if tied_to_connection {
+                let session_locks = session
+                    .locks_opt
+                    .get_or_insert_with(|| crate::locks::SessionLocks::new(Arc::clone(locks)));
+                if !session_locks.has_room(state.now_ms()) {
+                    ReplyEncoder::new(out, session.protocol).error(format!(
+                        "ERR too many SESSION locks on this connection (max {})",
+                        crate::locks::SESSION_LOCKS_PER_CONNECTION_MAX
+                    ));
+                    return Dispatched::Written;
+                }
+                Some(session_locks.clone())
+            } else {
+                None
+            };
+            let op = Op::LockAcquire {
+                key,
+                owner: owner_opt.unwrap_or_else(|| locks.connection_owner(session.id)),
+                mode: if tied_to_connection {
+                    LockMode::Session
+                } else {
+                    LockMode::Lease
+                },
+                lease_ms,
+                wait_ms,
+            };
+            // The token, or nil when the lock stayed held.
+            Dispatched::Store(locks.execute(db, op, session_locks_opt), Shape::Plain)
+        }
+        ScdCommand::Unlock { key, token } => {
+            if let Some(session_locks) = &session.locks_opt {
+                session_locks.forget(&key, token);
+            }
+            let op = Op::LockRelease { key, token };
+            Dispatched::Store(locks.execute(db, op, None), Shape::Plain)
+        }
+        ScdCommand::Renew {
+            key,
+            token,
+            lease_ms,
+        } => {
+            if let Some(session_locks) = &session.locks_opt {
+                session_locks.renewed(&key, token, state.now_ms().saturating_add(lease_ms));
+            }
+            let op = Op::LockRenew {
+                key,
+                token,
+                lease_ms,
+            };
+            Dispatched::Store(locks.execute(db, op, None), Shape::Plain)
+        }
+        ScdCommand::LockInfo { key } => {
+            let clock = Arc::clone(&state.clock);
+            let reply = locks
+                .execute(db, Op::LockInspect { key }, None)
+                .map(move |reply| lock_info(reply, clock.now_ms()));
+            Dispatched::Store(reply, Shape::Plain)
+        }
+        ScdCommand::Set {
+            key,
+            value,
+            token,
+            expiry_opt,
+        } => {
+            let expiry = match expiry_opt {
+                Some(expiry) => SetExpiry::AtMs(deadline_ms(expiry, state.now_ms())),
+                None => SetExpiry::Never,
+            };
+            let op = Op::GuardedSet {
+                key,
+                value,
+                expiry,
+                token,
+            };
+            one(state, db, op, Shape::Plain)
+        }
+        ScdCommand::Stale { key } => {
+            // DUMP carries the version of a string or a hash alike (GET's CAS is strings only).
+            let partition = state.router.partition_of(&key);
+            let io = Arc::clone(&state.io);
+            let reply = state
+                .router
+                .execute(db, Op::Dump { key })
+                .map(move |reply| match reply {
+                    Reply::Image(image) => Reply::Integer(i64::from(
+                        io.engine.is_possibly_stale(partition, image.version.hlc),
+                    )),
+                    Reply::Nil => Reply::Integer(0),
+                    other => other,
+                });
+            Dispatched::Store(reply, Shape::Plain)
+        }
+    }
+}
+
+/// SCD.LOCKINFO's answer: `[holder, token, remaining lease ms, mode, waiters]`, or nil.
+fn lock_info(reply: Reply, now_ms: u64) -> Reply {
+    match reply {
+        Reply::LockHeld(holder) => Reply::Array(vec![
+            Reply::Bulk(holder.owner),
+            Reply::Integer(i64::try_from(holder.token).unwrap_or(i64::MAX)),
+            Reply::Integer(
+                i64::try_from(holder.deadline_ms.saturating_sub(now_ms)).unwrap_or(i64::MAX),
+            ),
+            Reply::Bulk(bytes::Bytes::from_static(holder.mode.name().as_bytes())),
+            Reply::Integer(i64::from(holder.num_waiters)),
+        ]),
+        other => other,
+    }
 }
 
 /// Encodes a reply into a fresh buffer.

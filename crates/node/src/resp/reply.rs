@@ -93,6 +93,11 @@ fn encode_plain(reply: &Reply, encoder: &mut ReplyEncoder<'_>) {
             }
         }
         Reply::Image(_) => encoder.error("ERR internal: an entry image cannot be sent to a client"),
+        // SCD.LOCK: the fencing token, or nil when someone else holds the lock.
+        Reply::LockGranted { token, .. } => {
+            encoder.integer(i64::try_from(*token).unwrap_or(i64::MAX))
+        }
+        Reply::LockHeld(_) => encoder.null(),
         Reply::Error(error) => encode_store_error(error, encoder),
     }
 }

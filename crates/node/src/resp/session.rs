@@ -25,6 +25,9 @@ pub(crate) struct Session {
     pub(crate) last_command: &'static str,
     /// Set by QUIT: close after the reply is written.
     pub(crate) closing: bool,
+    /// The `SESSION` locks this connection holds, released when it closes; made by the first
+    /// `SCD.LOCK … SESSION`.
+    pub(crate) locks_opt: Option<crate::locks::SessionLocks>,
 }
 
 impl Session {
@@ -49,6 +52,7 @@ impl Session {
             last_command_at: now,
             last_command: "NULL",
             closing: false,
+            locks_opt: None,
         }
     }
 

@@ -1,0 +1,261 @@
+//! The requesting side of a lock operation: follow the first attempt until the operation ran,
+//! on this node's manager or, relayed, on the primary's (PROTOCOL.md §12, §13).
+//!
+//! Like the router, with two differences: a waiting acquisition may take as long as its `WAIT`
+//! (the deadline is the wait plus the relay deadline, and every retry carries the wait that is
+//! left), and a relayed lock operation is not counted in the relay latency metrics, whose
+//! buckets are for operations that do not wait on purpose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster::table::Member;
+use cluster::wire::{self, PeerMessage, RelayResult};
+use store::{Op, Reply, StoreError};
+use tokio::sync::futures::Notified;
+use tokio::time::Instant;
+
+use super::{Attempt, Executed, LockManager, WaiterOutcome};
+use crate::cluster_io::ClusterIo;
+
+/// How long past its wait a lock operation may look for a reachable primary: the router's
+/// relay deadline (PROTOCOL.md §14).
+const RELAY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long to wait before trying again when nothing announces a change (the router's).
+const RETRY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The wait an operation asks for, in ms (only acquisitions wait).
+fn wait_ms_of(op: &Op) -> u64 {
+    match op {
+        Op::LockAcquire { wait_ms, .. } => *wait_ms,
+        _ => 0,
+    }
+}
+
+/// `op` with what is left of its wait.
+fn with_wait_ms(op: &Op, remaining_ms: u64) -> Op {
+    match op {
+        Op::LockAcquire {
+            key,
+            owner,
+            mode,
+            lease_ms,
+            ..
+        } => Op::LockAcquire {
+            key: key.clone(),
+            owner: owner.clone(),
+            mode: *mode,
+            lease_ms: *lease_ms,
+            wait_ms: remaining_ms,
+        },
+        other => other.clone(),
+    }
+}
+
+/// Follows `first` (this node's attempt of `op`, made at `started`) until the operation ran
+/// somewhere, its wait ran out (`Nil`), or no primary could be reached in time (`TRYAGAIN`).
+///
+/// A waiting acquisition also ends when the node stops (with `TRYAGAIN`): a connection waiting
+/// for minutes would hold up the shutdown. Other operations are short and run to their end, so
+/// that the `SESSION` locks of connections closed by the shutdown are still released.
+pub(super) async fn finish(
+    manager: &Arc<LockManager>,
+    partition: u32,
+    db: u8,
+    op: Op,
+    first: Attempt,
+    started: Instant,
+) -> Reply {
+    if wait_ms_of(&op) == 0 {
+        return follow(manager, partition, db, op, first, started).await;
+    }
+    tokio::select! {
+        reply = follow(manager, partition, db, op, first, started) => reply,
+        () = manager.stopped() => Reply::Error(StoreError::PartitionUnavailable {
+            partition,
+            reason: "this node is shutting down".to_string(),
+        }),
+    }
+}
+
+async fn follow(
+    manager: &Arc<LockManager>,
+    partition: u32,
+    db: u8,
+    op: Op,
+    first: Attempt,
+    started: Instant,
+) -> Reply {
+    let io = manager.io();
+    let wait_deadline = started + Duration::from_millis(wait_ms_of(&op));
+    let deadline = wait_deadline + RELAY_DEADLINE;
+    let notify = io.host().partition_notify(partition);
+    let mut attempt = first;
+    let mut last_problem;
+    loop {
+        // Registered before the next look at the engine, so a change in between is not missed.
+        let changed = notify.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let remaining_wait_ms = || {
+            u64::try_from(
+                wait_deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX)
+        };
+        match attempt {
+            Attempt::Executed(executed) => return acknowledged(io, executed).await,
+            Attempt::Queued(receiver_opt) => {
+                let outcome = match receiver_opt {
+                    Some(receiver) => receiver.await.ok(),
+                    None => None,
+                };
+                match outcome {
+                    Some(WaiterOutcome::Executed(executed)) => {
+                        return acknowledged(io, executed).await;
+                    }
+                    Some(WaiterOutcome::TimedOut) => return Reply::Nil,
+                    // Moved, or the manager dropped the queue: try again where it lives now.
+                    Some(WaiterOutcome::Reroute) | None => last_problem = "the primary moved",
+                }
+            }
+            Attempt::Forward(primary) => {
+                let waited_ms = remaining_wait_ms();
+                let relayed = with_wait_ms(&op, waited_ms);
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                match relay(io, primary, partition, db, relayed, timeout).await {
+                    // A waiting acquisition that the primary could only try once (it deferred
+                    // it through a handoff or a fence) comes back refused: wait for the change
+                    // and queue again while the wait lasts.
+                    Ok(RelayResult::Reply(Reply::LockHeld(_)))
+                        if waited_ms > 0 && remaining_wait_ms() > 0 =>
+                    {
+                        last_problem = "the primary could not queue the request";
+                        wait_for_change(changed, wait_deadline).await;
+                    }
+                    Ok(RelayResult::Reply(reply)) => return reply,
+                    Ok(RelayResult::NotPrimary { record }) => {
+                        last_problem = "the primary moved";
+                        match record {
+                            Some(record) => {
+                                io.engine.learn_record(partition, record, io.clock.now_ms())
+                            }
+                            None => wait_for_change(changed, deadline).await,
+                        }
+                    }
+                    Ok(RelayResult::Unavailable { .. }) => {
+                        last_problem = "the primary could not take the request";
+                        wait_for_change(changed, deadline).await;
+                    }
+                    Err(problem) => {
+                        last_problem = problem;
+                        wait_for_change(changed, deadline).await;
+                    }
+                }
+            }
+            Attempt::Wait(_) => {
+                last_problem = "its primary is changing";
+                wait_for_change(changed, deadline).await;
+            }
+        }
+        if Instant::now() >= deadline {
+            return Reply::Error(StoreError::PartitionUnavailable {
+                partition,
+                reason: last_problem.to_string(),
+            });
+        }
+        let retry = with_wait_ms(&op, remaining_wait_ms());
+        attempt = manager.attempt(partition, db, retry, None);
+    }
+}
+
+/// The reply, once the backups acknowledged what it must wait for.
+async fn acknowledged(io: &ClusterIo, executed: Executed) -> Reply {
+    for (member, frame) in executed.waits.iter() {
+        io.host().wait_acknowledged(*member, *frame).await;
+    }
+    executed.reply
+}
+
+async fn wait_for_change(changed: std::pin::Pin<&mut Notified<'_>>, deadline: Instant) {
+    let until = deadline.min(Instant::now() + RETRY_INTERVAL);
+    tokio::select! {
+        () = changed => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+}
+
+/// Sends one `Request` to `primary` and waits for its `Response`.
+async fn relay(
+    io: &ClusterIo,
+    primary: Member,
+    partition: u32,
+    db: u8,
+    op: Op,
+    timeout: Duration,
+) -> Result<RelayResult, &'static str> {
+    let link = io
+        .peers
+        .link_to(primary)
+        .ok_or("no link to the primary yet")?;
+    let (id, answer) = io.relays.register(primary);
+    let message = PeerMessage::Request {
+        id,
+        partition,
+        db,
+        op,
+    };
+    if link
+        .queue(true, |out| wire::encode_frame(&message, out))
+        .is_none()
+    {
+        io.relays.forget(id);
+        return Err("the link to the primary closed");
+    }
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(_)) => Err("the link to the primary closed"),
+        Err(_) => {
+            io.relays.forget(id);
+            Err("the primary did not answer in time")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use store::LockMode;
+
+    use super::*;
+
+    #[test]
+    fn only_acquisitions_carry_a_wait_and_retries_carry_what_is_left() {
+        let acquire = Op::LockAcquire {
+            key: Bytes::from_static(b"k"),
+            owner: Bytes::from_static(b"w"),
+            mode: LockMode::Session,
+            lease_ms: 9,
+            wait_ms: 500,
+        };
+        assert_eq!(wait_ms_of(&acquire), 500);
+        assert_eq!(
+            with_wait_ms(&acquire, 120),
+            Op::LockAcquire {
+                key: Bytes::from_static(b"k"),
+                owner: Bytes::from_static(b"w"),
+                mode: LockMode::Session,
+                lease_ms: 9,
+                wait_ms: 120,
+            }
+        );
+        let release = Op::LockRelease {
+            key: Bytes::from_static(b"k"),
+            token: 3,
+        };
+        assert_eq!(wait_ms_of(&release), 0);
+        assert_eq!(with_wait_ms(&release, 120), release);
+    }
+}
