@@ -902,3 +902,46 @@ fn encoded(protocol: ProtocolVersion, write: impl FnOnce(&mut ReplyEncoder<'_>))
     write(&mut ReplyEncoder::new(&mut out, protocol));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use store::{LockHolder, LockMode, Reply};
+
+    use super::lock_info;
+
+    fn check(reply: Reply, now_ms: u64, expect: Reply) {
+        assert_eq!(lock_info(reply.clone(), now_ms), expect, "{reply:?}");
+    }
+
+    #[test]
+    fn lockinfo_shows_holder_token_remaining_lease_mode_and_waiters() {
+        let held = |deadline_ms, mode| {
+            Reply::LockHeld(Box::new(LockHolder {
+                owner: Bytes::from_static(b"w1"),
+                token: 42,
+                deadline_ms,
+                mode,
+                num_waiters: 3,
+            }))
+        };
+        let expect = |remaining_ms, mode: &'static str| {
+            Reply::Array(vec![
+                Reply::Bulk(Bytes::from_static(b"w1")),
+                Reply::Integer(42),
+                Reply::Integer(remaining_ms),
+                Reply::Bulk(Bytes::from_static(mode.as_bytes())),
+                Reply::Integer(3),
+            ])
+        };
+        check(held(10_500, LockMode::Lease), 10_000, expect(500, "lease"));
+        check(
+            held(10_500, LockMode::Session),
+            10_000,
+            expect(500, "session"),
+        );
+        // A deadline this node's clock already passed (the primary's clock is behind): 0 left.
+        check(held(9_000, LockMode::Lease), 10_000, expect(0, "lease"));
+        check(Reply::Nil, 10_000, Reply::Nil);
+    }
+}

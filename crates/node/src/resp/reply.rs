@@ -167,6 +167,35 @@ mod tests {
     }
 
     #[test]
+    fn scd_lock_replies_are_the_token_or_nil_and_fenced_writes_an_error_line() {
+        use ProtocolVersion::{Resp2, Resp3};
+        let granted = Reply::LockGranted {
+            token: 111_546_435_584_001,
+            deadline_ms: 9,
+        };
+        check(granted.clone(), Shape::Plain, Resp2, ":111546435584001\r\n");
+        check(granted, Shape::Plain, Resp3, ":111546435584001\r\n");
+        let held = Reply::LockHeld(Box::new(store::LockHolder {
+            owner: Bytes::from_static(b"w1"),
+            token: 5,
+            deadline_ms: 9,
+            mode: store::LockMode::Lease,
+            num_waiters: 2,
+        }));
+        check(held.clone(), Shape::Plain, Resp2, "$-1\r\n");
+        check(held, Shape::Plain, Resp3, "_\r\n");
+        check(
+            Reply::Error(StoreError::Fenced {
+                token: 5,
+                held_token_opt: Some(7),
+            }),
+            Shape::Plain,
+            Resp2,
+            "-FENCED token 5 is stale: the lock is held with newer token 7\r\n",
+        );
+    }
+
+    #[test]
     fn an_error_wins_over_the_shape() {
         check(
             Reply::Array(vec![Reply::Integer(1), Reply::Error(StoreError::WrongType)]),
