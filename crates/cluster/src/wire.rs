@@ -411,6 +411,15 @@ pub enum PeerMessage {
         /// Whether this is the last merge frame of the partition.
         last: bool,
     },
+    /// New primary to old: it will not take the partition now because its own view does not
+    /// make it the target primary (the views differ for a moment); the old primary keeps it
+    /// and retries later.
+    HandoffRefused {
+        /// The partition.
+        partition: u32,
+        /// The epoch of the refused handoff record.
+        epoch: Epoch,
+    },
 }
 
 impl PeerMessage {
@@ -427,7 +436,8 @@ impl PeerMessage {
             | PeerMessage::Resync { partition }
             | PeerMessage::Handoff { partition, .. }
             | PeerMessage::HandoffDone { partition, .. }
-            | PeerMessage::Merge { partition, .. } => Some(*partition),
+            | PeerMessage::Merge { partition, .. }
+            | PeerMessage::HandoffRefused { partition, .. } => Some(*partition),
             PeerMessage::Response { .. }
             | PeerMessage::TableRequest
             | PeerMessage::Table { .. }
@@ -453,6 +463,7 @@ impl PeerMessage {
             PeerMessage::Handoff { .. } => "handoff",
             PeerMessage::HandoffDone { .. } => "handoff_done",
             PeerMessage::Merge { .. } => "merge",
+            PeerMessage::HandoffRefused { .. } => "handoff_refused",
         }
     }
 }
@@ -843,6 +854,10 @@ mod tests {
                 epoch: epoch(5),
                 mutations: vec![replicated, hash],
                 last: true,
+            },
+            PeerMessage::HandoffRefused {
+                partition: 1,
+                epoch: epoch(6),
             },
         ]
     }

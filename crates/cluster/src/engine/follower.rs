@@ -232,6 +232,17 @@ impl<H: Host> Engine<H> {
             self.finish(partition, &state);
             return;
         }
+        if ctx.view.placement.target_primary(partition) != Some(me) {
+            // This node's view does not make it the target (the views differ for a moment):
+            // taking over now would hand the partition straight back, again and again.
+            let message = PeerMessage::HandoffRefused {
+                partition,
+                epoch: record.epoch,
+            };
+            self.send(from, &message, ctx.now_ms);
+            self.finish(partition, &state);
+            return;
+        }
         let mut primary = PrimaryState::new();
         for backup in record.backups.iter().copied() {
             if backup == me {
@@ -249,9 +260,7 @@ impl<H: Host> Engine<H> {
                 });
             }
         }
-        state.following = None;
-        state.merge = None;
-        state.primary = Some(primary);
+        self.become_primary(&mut state, primary);
         let old = state.record.replace(record.clone());
         self.update_digest(partition, old.as_ref(), Some(&record));
         self.stats.records_adopted.fetch_add(1, Ordering::Relaxed);

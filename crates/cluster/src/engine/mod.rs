@@ -613,6 +613,9 @@ impl<H: Host> Engine<H> {
                 mutations,
                 ..
             } => self.handle_merge(from, partition, mutations, &ctx),
+            PeerMessage::HandoffRefused { partition, epoch } => {
+                self.handle_handoff_refused(from, partition, epoch, &ctx)
+            }
         }
     }
 
@@ -980,6 +983,9 @@ impl<H: Host> Engine<H> {
             if let Some(primary) = &state.primary {
                 if primary.handoff.is_some() {
                     summary.handoffs_in_progress += 1;
+                }
+                if primary.catch_up.is_some() {
+                    summary.merges_in_progress += 1;
                 }
                 summary.snapshots_in_progress += primary
                     .stream

@@ -298,6 +298,8 @@ impl<H: Host> Engine<H> {
             return;
         };
         if let Some(&target_primary) = targets.first()
+            && primary.catch_up.is_none()
+            && ctx.now_ms >= primary.handoff_not_before_ms
             && target_primary != me
             && backups.contains(&target_primary)
             && primary.is_synced(target_primary)
@@ -443,11 +445,43 @@ impl<H: Host> Engine<H> {
             for member in primary.stream.iter_mut() {
                 self.pump_snapshot(partition, epoch, member, ctx.now_ms, chunk_budget);
             }
+            self.pump_catch_up(partition, epoch, primary, ctx.now_ms, chunk_budget);
             if primary.stream.iter().any(|member| member.unreachable) {
                 self.drop_unreachable(partition, state, ctx.now_ms);
             }
         }
         self.pump_merge(partition, state, ctx, chunk_budget);
+    }
+
+    /// Streams the next chunks of a catch-up (`PrimaryState::catch_up`) to the stream members,
+    /// paced on their links.
+    fn pump_catch_up(
+        &self,
+        partition: u32,
+        epoch: Epoch,
+        primary: &mut PrimaryState,
+        now_ms: u64,
+        chunk_budget: &mut usize,
+    ) {
+        let Some(mut cursor) = primary.catch_up.take() else {
+            return;
+        };
+        while *chunk_budget > 0
+            && primary.stream.iter().all(|member| {
+                self.host.backlog_bytes(member.member) < self.config.link_backlog_limit_bytes
+            })
+        {
+            let (chunk, _bytes) = self.export_chunk(partition, &mut cursor);
+            if !chunk.is_empty() {
+                *chunk_budget -= 1;
+                let mutations = chunk.into_iter().map(|replicated| replicated.mutation);
+                self.replicate(partition, epoch, primary, mutations, now_ms);
+            }
+            if cursor.is_finished() {
+                return;
+            }
+        }
+        primary.catch_up = Some(cursor);
     }
 
     fn pump_snapshot(
@@ -714,6 +748,33 @@ impl<H: Host> Engine<H> {
         if let Some(record) = handoff_record {
             self.adopt_record(partition, &mut state, record, ctx);
             self.evaluate(partition, &mut state, ctx);
+            self.run_deferred(partition, &mut state, ctx);
+        }
+        self.finish(partition, &state);
+    }
+
+    /// The new primary will not take the partition now (its view differs): keep it, retry
+    /// after a while.
+    pub(super) fn handle_handoff_refused(
+        &self,
+        from: Member,
+        partition: u32,
+        epoch: Epoch,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        let refused = state
+            .primary
+            .as_ref()
+            .and_then(|primary| primary.handoff.as_ref())
+            .filter(|handoff| handoff.to == from)
+            .and_then(|handoff| handoff.phase.record())
+            .is_some_and(|record| record.epoch == epoch);
+        if refused {
+            self.abort_handoff(partition, &mut state);
+            if let Some(primary) = &mut state.primary {
+                primary.handoff_not_before_ms = ctx.now_ms + self.config.reevaluate_interval_ms;
+            }
             self.run_deferred(partition, &mut state, ctx);
         }
         self.finish(partition, &state);

@@ -70,9 +70,7 @@ impl<H: Host> Engine<H> {
                 // Only the handoff path makes this node primary through a record it did not
                 // author, and it sets the primary state itself. Should a record name it anyway,
                 // it acts as a primary without backups; the rules re-replicate.
-                state.primary = Some(PrimaryState::new());
-                state.following = None;
-                state.merge = None;
+                self.become_primary(state, PrimaryState::new());
             }
             return;
         }
@@ -242,9 +240,7 @@ impl<H: Host> Engine<H> {
             self.stats.lost_partitions.fetch_add(1, Ordering::Relaxed);
         }
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
-        state.following = None;
-        state.merge = None;
-        state.primary = Some(PrimaryState::new());
+        self.become_primary(state, PrimaryState::new());
         self.author_record(
             partition,
             state,
@@ -305,9 +301,7 @@ impl<H: Host> Engine<H> {
             }
         }
         let backups: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
-        state.following = None;
-        state.merge = None;
-        state.primary = Some(primary);
+        self.become_primary(state, primary);
         self.author_record(
             partition,
             state,
@@ -346,6 +340,18 @@ impl<H: Host> Engine<H> {
         let frames = self.push_record(partition, record, now_ms);
         self.host.partition_changed(partition);
         frames
+    }
+
+    /// Makes this node the partition's primary with `primary`'s stream. Data it still had to
+    /// merge into the previous primary may be missing on its backups: it streams the whole
+    /// partition to them once (`PrimaryState::catch_up`).
+    pub(super) fn become_primary(&self, state: &mut PartitionState, mut primary: PrimaryState) {
+        if state.merge.take().is_some() {
+            self.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
+            primary.catch_up = Some(ExportCursor::new());
+        }
+        state.following = None;
+        state.primary = Some(primary);
     }
 
     /// Sends `record` to every linked peer; returns the frame each got.

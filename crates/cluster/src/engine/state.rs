@@ -38,6 +38,7 @@ impl PartitionState {
             || self.primary.as_ref().is_some_and(|primary| {
                 primary.handoff.is_some()
                     || !primary.announce.is_empty()
+                    || primary.catch_up.is_some()
                     || primary
                         .stream
                         .iter()
@@ -59,6 +60,12 @@ pub(crate) struct PrimaryState {
     /// as primary only once each was acknowledged (or its link released), so that a peer that
     /// knows a higher record answers it before this node accepts anything.
     pub(crate) announce: Vec<(Arc<PeerLink>, u64)>,
+    /// This node became primary while it still had data to merge into the previous primary:
+    /// its backups may lack some of it, so the whole partition is streamed to them once
+    /// (applied by version), from this cursor. No handoff starts before it is done.
+    pub(crate) catch_up: Option<ExportCursor>,
+    /// A refused handoff is not retried before this time, in ms.
+    pub(crate) handoff_not_before_ms: u64,
 }
 
 impl PrimaryState {
@@ -68,6 +75,8 @@ impl PrimaryState {
             stream: Vec::new(),
             handoff: None,
             announce: Vec::new(),
+            catch_up: None,
+            handoff_not_before_ms: 0,
         }
     }
 

@@ -79,6 +79,9 @@ counters! {
     merge_frames_received,
     /// Keys applied from merges (the image was newer).
     merged_keys,
+    /// Partitions streamed whole to their backups because this node became primary with data
+    /// still to merge.
+    catch_ups,
     /// Times this node stopped being primary because of a record it did not cause.
     depositions,
     /// Relayed requests that had to wait in a partition queue.
@@ -129,7 +132,7 @@ pub struct Summary {
     pub snapshots_in_progress: u32,
     /// Snapshots this node is receiving.
     pub snapshots_receiving: u32,
-    /// Merges this node is sending.
+    /// Merges this node is sending (and catch-ups to its backups).
     pub merges_in_progress: u32,
     /// Relayed requests waiting in partition queues.
     pub deferred_requests: u32,
