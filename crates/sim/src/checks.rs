@@ -475,8 +475,21 @@ impl Sim {
         if self.clients.is_empty() {
             return;
         }
-        self.queue_probes();
+        // The owners' own operations would race the probes: let them finish first.
+        self.quiesce = true;
         let deadline = self.now_ms + 2 * self.config.settle_timeout_ms;
+        while self.clients.iter().any(|client| client.has_op()) && self.failure.is_none() {
+            if self.now_ms >= deadline {
+                self.fail(
+                    "invariant 4: every key is served",
+                    format!("operations still running: {:?}", self.busy_clients()),
+                );
+                self.quiesce = false;
+                return;
+            }
+            self.run_for(5);
+        }
+        self.queue_probes();
         while self.probing() && self.failure.is_none() {
             if self.now_ms >= deadline {
                 self.fail(
@@ -494,6 +507,11 @@ impl Sim {
                 return;
             }
             self.run_for(20);
+        }
+        self.quiesce = false;
+        let now_ms = self.now_ms;
+        for client in 0..self.clients.len() {
+            self.schedule_client(client, now_ms);
         }
         let failures: Vec<String> = self
             .clients

@@ -422,6 +422,18 @@ impl Sim {
         ) {
             self.count_execution(client);
         }
+        if self.config.trace {
+            let key = String::from_utf8_lossy(&self.model.keys[flight.key].key).into_owned();
+            if std::env::var("SIM_TRACE_KEY").is_ok_and(|traced| traced == key) {
+                let name = self.nodes[node].name.clone();
+                self.trace(|| {
+                    format!(
+                        "client {client} on {name}: {:?} {key} → {execution:?}",
+                        flight.kind
+                    )
+                });
+            }
+        }
         match execution {
             Execution::Done(reply) => self.end_flight(client, Some(reply)),
             Execution::AwaitAcks { reply, waits } => {
@@ -543,6 +555,18 @@ impl Sim {
 
     fn acknowledged(&mut self, client: usize, flight: Flight, reply: Reply) {
         self.stats.ops_completed += 1;
+        if self.config.trace {
+            let key = String::from_utf8_lossy(&self.model.keys[flight.key].key).into_owned();
+            if std::env::var("SIM_TRACE_KEY").is_ok_and(|traced| traced == key) {
+                let node = self.nodes[self.clients[client].node].name.clone();
+                self.trace(|| {
+                    format!(
+                        "client {client} via {node}: {:?} {key} → {reply:?}",
+                        flight.kind
+                    )
+                });
+            }
+        }
         let strict = self.window.reads_are_strict(&self.config);
         let model = &mut self.model.keys[flight.key];
         let name = format!(
@@ -560,10 +584,31 @@ impl Sim {
                 self.stats.writes_acked += 1;
                 model.shared_acked_hlc = model.shared_acked_hlc.max(cas);
             }
-            (OpKind::Delete, Reply::Integer(_)) => {
-                self.stats.writes_acked += 1;
-                model.acked = State::Absent;
-                model.acked_hlc = None;
+            (OpKind::Delete, Reply::Integer(deleted)) => {
+                // DEL of an absent key deletes nothing and leaves no tombstone: it is no write.
+                let present_allowed = std::iter::once(&model.acked)
+                    .chain(model.unknown.iter().map(|(state, _)| state))
+                    .any(|state| matches!(state, State::Value(_)));
+                let absent_allowed = model.allows(&State::Absent);
+                // An earlier attempt lost with its link may have deleted it already (the relay
+                // retries: at least once).
+                let retried = flight.earlier_maybe_executed;
+                if strict
+                    && !retried
+                    && ((deleted == 1 && !present_allowed) || (deleted == 0 && !absent_allowed))
+                {
+                    let detail = format!(
+                        "DEL {name} (client {client}) answered {deleted}; acknowledged {:?}, unknown {:?}",
+                        model.acked, model.unknown
+                    );
+                    self.fail("invariant 4: never a wrong answer", detail);
+                    return;
+                }
+                if deleted == 1 || (retried && present_allowed) {
+                    self.stats.writes_acked += 1;
+                    model.acked = State::Absent;
+                    model.acked_hlc = None;
+                }
             }
             (OpKind::Increment, Reply::Counter { value, cas }) => {
                 self.stats.writes_acked += 1;
