@@ -390,3 +390,55 @@ fn a_handoff_refused_by_a_target_out_of_step_is_aborted_and_retried() {
     cluster.run(1_000);
     cluster.assert_balanced(&[a, b], 1);
 }
+
+#[test]
+fn a_promoted_backup_serves_only_after_its_peers_acknowledged_its_record() {
+    let mut cluster = three_nodes(|_| {});
+    let partition = partition_with_primary(&cluster, 1, 0);
+    let record = cluster.nodes[1].engine.record(partition).expect("record");
+    let backup = cluster.index_of(record.backups[0]).expect("known");
+    let other = 3 - backup;
+    cluster.link_down(0, 1);
+    cluster.link_down(0, 2);
+    // Only the backup learns of the death for now; the third node's frames are held.
+    cluster.hold_kinds.insert("record");
+    let view: Vec<cluster::table::ViewMember> = [backup, other]
+        .iter()
+        .map(|&index| cluster::table::ViewMember {
+            member: cluster.nodes[index].member,
+            name: cluster.nodes[index].name.clone(),
+            leaving: false,
+        })
+        .collect();
+    cluster.nodes[backup]
+        .engine
+        .handle_view(view, cluster.now_ms);
+    assert_eq!(
+        cluster.nodes[backup]
+            .engine
+            .record(partition)
+            .map(|r| r.primary),
+        Some(cluster.nodes[backup].member),
+        "promoted"
+    );
+    assert!(
+        !cluster.nodes[backup]
+            .engine
+            .accepting_writes(partition, cluster.now_ms)
+    );
+    assert_eq!(
+        cluster.nodes[backup]
+            .engine
+            .execute(partition, 0, store::Op::DbSize, cluster.now_ms),
+        Execution::Wait {
+            reason: cluster::engine::WaitReason::Announcing
+        }
+    );
+    cluster.hold_kinds.clear();
+    cluster.deliver();
+    assert!(
+        cluster.nodes[backup]
+            .engine
+            .accepting_writes(partition, cluster.now_ms)
+    );
+}

@@ -241,7 +241,7 @@ impl<H: Host> Engine<H> {
         }
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
         self.become_primary(state, PrimaryState::new());
-        self.author_record(
+        let frames = self.author_record(
             partition,
             state,
             me,
@@ -249,6 +249,7 @@ impl<H: Host> Engine<H> {
             suspect_before_hlc,
             ctx.now_ms,
         );
+        self.announce(partition, state, frames);
     }
 
     /// Rule 1: the first live backup of a record whose primary left becomes primary.
@@ -302,7 +303,7 @@ impl<H: Host> Engine<H> {
         }
         let backups: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
         self.become_primary(state, primary);
-        self.author_record(
+        let frames = self.author_record(
             partition,
             state,
             me,
@@ -310,6 +311,7 @@ impl<H: Host> Engine<H> {
             suspect_before_hlc,
             ctx.now_ms,
         );
+        self.announce(partition, state, frames);
     }
 
     /// Authors a new record of `partition` (epoch: the held term + 1, this node), holds it and
