@@ -73,11 +73,13 @@ impl Sim {
                         && self.nodes[b].engine.table_synced_with(member_a);
                     if mutual && synced {
                         let detail = format!(
-                            "{} ({:?}) and {} ({:?}) both accept writes for partition {partition}",
+                            "{} ({:?}) and {} ({:?}) both accept writes for partition {partition}; hosts: {} / {}",
                             self.nodes[a].name,
                             self.nodes[a].engine.record(partition),
                             self.nodes[b].name,
-                            self.nodes[b].engine.record(partition)
+                            self.nodes[b].engine.record(partition),
+                            self.nodes[a].host.describe(),
+                            self.nodes[b].host.describe()
                         );
                         self.fail("invariant 2: one primary accepts writes", detail);
                         return;

@@ -86,6 +86,15 @@ impl SimHost {
             .is_some_and(|acked| *acked >= frame)
     }
 
+    /// Frame numbers sent and acknowledged per peer, for failure reports.
+    pub(crate) fn describe(&self) -> String {
+        let state = self.0.lock();
+        format!(
+            "sent {:?} acked {:?} links {:?}",
+            state.last_frame, state.acked, state.links
+        )
+    }
+
     pub(crate) fn encode_failures(&self) -> u64 {
         self.0.lock().encode_failures
     }

@@ -1029,6 +1029,25 @@ impl Sim {
 
     fn deliver_message(&mut self, index: usize, from: Member, message: PeerMessage) {
         let now_ms = self.now_ms;
+        if self.config.trace
+            && let Some(partition) = self.traced_partition
+            && (message.partition() == Some(partition)
+                || (std::env::var("SIM_TRACE_ALL").is_ok() && message.partition().is_none()))
+        {
+            let from_name = self
+                .nodes
+                .iter()
+                .position(|node| node.member == from)
+                .map_or_else(|| from.to_string(), name_of);
+            let text = format!("{message:?}");
+            self.trace(|| {
+                format!(
+                    "{} ← {from_name}: {}",
+                    name_of(index),
+                    text.chars().take(160).collect::<String>()
+                )
+            });
+        }
         if let PeerMessage::Response { id, result } = message {
             self.relay_response(index, id, result);
             return;
