@@ -122,6 +122,16 @@ metric_label! {
         OtherCluster => "other_cluster",
         /// The heartbeat comes from an older incarnation of a node, or repeats an old one.
         Stale => "stale",
+        /// The sender speaks another peer protocol version.
+        ProtocolMismatch => "protocol_mismatch",
+        /// The sender has another partition count.
+        PartitionCountMismatch => "partition_count_mismatch",
+        /// Another node uses this node's name, or a name is used by two nodes.
+        NameClash => "name_clash",
+        /// The member table is full.
+        MemberLimit => "member_limit",
+        /// The sender's address is outside `--allow`.
+        NotAllowed => "not_allowed",
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use cluster::auth::{ClusterKeys, ClusterSecret, LocalPeer};
 use cluster::engine::{Engine, EngineConfig, EngineStats, WriteMode};
 use cluster::membership::{
-    MembershipConfig, MembershipStats, NodeAddresses, NodeLoad, SelfIdentity,
+    MembershipConfig, MembershipStats, NodeAddresses, NodeLoad, RejectReason, SelfIdentity,
 };
 use cluster::node_id::{Incarnation, NodeId};
 use cluster::table::Member;
@@ -140,6 +140,7 @@ pub(crate) fn start(
     let observer_clock = Arc::clone(&clock);
     let handle = MembershipHandle::start(
         heartbeat_socket,
+        config.allow.clone(),
         membership_config,
         identity,
         observer,
@@ -188,6 +189,9 @@ pub(crate) async fn tick_forever(node: Arc<NodeState>) {
 struct Published {
     engine: EngineStats,
     membership: MembershipStats,
+    heartbeats_not_allowed: u64,
+    /// Replication lag gauges by peer name, so a peer that left stops being exported.
+    lag_gauges: std::collections::HashMap<String, admin::LagGauge>,
 }
 
 impl Published {
@@ -225,8 +229,10 @@ impl Published {
             self.engine.failover_marked_keys,
         ));
         self.engine = engine;
+        let mut names = std::collections::HashMap::new();
         if let Some(membership) = node.io.membership.get() {
-            let stats = membership.snapshot().stats;
+            let snapshot = membership.snapshot();
+            let stats = snapshot.stats;
             metrics.heartbeats_sent.inc_by(delta(
                 stats.heartbeats_sent,
                 self.membership.heartbeats_sent,
@@ -238,12 +244,57 @@ impl Published {
             metrics
                 .peer_suspicions
                 .inc_by(delta(stats.downs, self.membership.downs));
+            for reason in RejectReason::ALL {
+                let count = delta(
+                    stats.rejected.get(reason),
+                    self.membership.rejected.get(reason),
+                );
+                metrics
+                    .heartbeats_rejected
+                    .get(heartbeat_reject_label(reason))
+                    .inc_by(count);
+            }
+            metrics
+                .heartbeats_rejected
+                .get(admin::HeartbeatRejectReason::NotAllowed)
+                .inc_by(delta(snapshot.not_allowed, self.heartbeats_not_allowed));
+            self.heartbeats_not_allowed = snapshot.not_allowed;
             self.membership = stats;
+            names = snapshot
+                .members
+                .iter()
+                .map(|info| {
+                    let member = Member {
+                        id: info.id,
+                        incarnation: info.incarnation,
+                    };
+                    (member, info.name.clone())
+                })
+                .collect();
         }
         let summary = node.io.engine.summary(node.now_ms());
         metrics
             .under_replicated_partitions
             .set(i64::from(summary.under_replicated));
+        // One lag gauge per linked peer, by name; a peer that is gone stops being exported.
+        let mut current = std::collections::HashSet::new();
+        for (member, lag_ms) in &summary.lag_ms {
+            let Some(name) = names.get(member) else {
+                continue;
+            };
+            current.insert(name.clone());
+            self.lag_gauges
+                .entry(name.clone())
+                .or_insert_with(|| metrics.replication_lag_gauge(name))
+                .set(*lag_ms as f64 / 1000.0);
+        }
+        self.lag_gauges.retain(|name, _| {
+            let keep = current.contains(name);
+            if !keep {
+                metrics.forget_peer(name);
+            }
+            keep
+        });
     }
 }
 
@@ -274,5 +325,20 @@ pub(crate) async fn leave(node: &NodeState) {
     }
     if let Some(membership) = node.io.membership.get() {
         membership.stop(MembershipCommand::Leave);
+    }
+}
+
+/// The metric label of a membership rejection.
+fn heartbeat_reject_label(reason: RejectReason) -> admin::HeartbeatRejectReason {
+    use admin::HeartbeatRejectReason as Label;
+    match reason {
+        RejectReason::Malformed => Label::Malformed,
+        RejectReason::BadMac => Label::BadMac,
+        RejectReason::OtherCluster => Label::OtherCluster,
+        RejectReason::ProtocolMismatch => Label::ProtocolMismatch,
+        RejectReason::PartitionCountMismatch => Label::PartitionCountMismatch,
+        RejectReason::Replayed | RejectReason::StaleIncarnation => Label::Stale,
+        RejectReason::NameClash => Label::NameClash,
+        RejectReason::MemberLimit => Label::MemberLimit,
     }
 }

@@ -44,6 +44,8 @@ pub(crate) enum MembershipCommand {
 pub(crate) struct MembershipSnapshot {
     pub(crate) members: Vec<MemberInfo>,
     pub(crate) stats: MembershipStats,
+    /// Datagrams dropped before membership saw them: the sender is outside `--allow`.
+    pub(crate) not_allowed: u64,
 }
 
 /// Handle on the running thread.
@@ -67,6 +69,7 @@ impl MembershipHandle {
     /// observer's `on_alive` receives (the node's clock).
     pub(crate) fn start(
         socket: UdpSocket,
+        allow: Vec<ipnet::IpNet>,
         config: MembershipConfig,
         identity: SelfIdentity,
         observer: impl MembershipObserver,
@@ -84,6 +87,7 @@ impl MembershipHandle {
         let snapshot = Arc::new(ArcSwap::from_pointee(MembershipSnapshot {
             members: membership.members(),
             stats: membership.stats(),
+            not_allowed: 0,
         }));
         let thread_snapshot = Arc::clone(&snapshot);
         let thread = std::thread::Builder::new()
@@ -91,6 +95,7 @@ impl MembershipHandle {
             .spawn(move || {
                 run(
                     socket,
+                    &allow,
                     membership,
                     command_rx,
                     observer,
@@ -132,8 +137,10 @@ impl Drop for MembershipHandle {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     socket: UdpSocket,
+    allow: &[ipnet::IpNet],
     mut membership: Membership,
     commands: Receiver<MembershipCommand>,
     mut observer: impl MembershipObserver,
@@ -143,6 +150,8 @@ fn run(
 ) {
     let mut buffer = vec![0u8; RECEIVE_BUFFER_BYTES];
     let reject_log = crate::log::RateLimited::new();
+    let not_allowed_log = crate::log::RateLimited::new();
+    let mut not_allowed: u64 = 0;
     let mut last_snapshot_ms = 0;
     loop {
         // Commands from other threads.
@@ -168,7 +177,13 @@ fn run(
         // Datagrams, for at most one poll interval.
         match socket.recv_from(&mut buffer) {
             Ok((length, from)) => {
-                if let Err(reject) =
+                // `--allow` covers the heartbeat port too: others are not even decoded.
+                if !crate::config::is_allowed(allow, from.ip()) {
+                    not_allowed += 1;
+                    if not_allowed_log.allow() {
+                        tracing::warn!(%from, "dropped a heartbeat from a host outside --allow");
+                    }
+                } else if let Err(reject) =
                     membership.handle_datagram(from, &buffer[..length], monotonic_ms())
                     && reject_log.allow()
                 {
@@ -204,6 +219,7 @@ fn run(
             snapshot.store(Arc::new(MembershipSnapshot {
                 members: membership.members(),
                 stats: membership.stats(),
+                not_allowed,
             }));
         }
     }
