@@ -53,7 +53,7 @@ impl Peers {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Arc<Peers> {
-        Arc::new(Peers {
+        let peers = Arc::new(Peers {
             me,
             keys,
             local,
@@ -67,7 +67,18 @@ impl Peers {
             shutdown,
             not_allowed_log: crate::log::RateLimited::new(),
             handshake_log: crate::log::RateLimited::new(),
-        })
+        });
+        // The node waits for every task before it exits, and a link's tasks end only when the
+        // link closes: at shutdown every link is closed here, and `install` closes one made later.
+        let closer = Arc::clone(&peers);
+        peers.tasks.spawn(async move {
+            closer.shutdown.cancelled().await;
+            let links: Vec<Arc<Link>> = closer.links.lock().values().cloned().collect();
+            for link in links {
+                link.close();
+            }
+        });
+        peers
     }
 
     /// Sets what receives the frames of every link; set once, before any link is made.
@@ -304,5 +315,11 @@ impl Peers {
         self.links.lock().insert(member.id, Arc::clone(&link));
         handler.on_link_up(&link);
         link::run(&link, stream, handler, &self.tasks);
+        // A dial or accept that completes during shutdown (a leaving node redials the peers
+        // that dropped it after its leave datagrams) must not keep the node from exiting. The
+        // check follows the insertion, so either this or the shutdown task sees the link.
+        if self.shutdown.is_cancelled() {
+            link.close();
+        }
     }
 }
