@@ -20,6 +20,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read, Write};
