@@ -178,15 +178,21 @@ pub fn rendezvous_score(name: &str, partition: u32) -> u64 {
     xxh3_64_with_seed(name.as_bytes(), u64::from(partition))
 }
 
-/// The target owners of `partition` in `view`: the members that are not leaving, ranked by
-/// [`rendezvous_score`] (highest first, equal scores by ascending name), at most
-/// `1 + backups` of them. The first is the target primary.
+/// The members placement ranks: those not leaving, or, when every member is leaving, all of
+/// them (a cluster whose nodes all leave still serves until they are gone).
+fn eligible(view: &[ViewMember]) -> impl Iterator<Item = &ViewMember> {
+    let all_leaving = view.iter().all(|member| member.leaving);
+    view.iter()
+        .filter(move |member| all_leaving || !member.leaving)
+}
+
+/// The target owners of `partition` in `view`: the members that are not leaving (all of them
+/// when every one is leaving), ranked by [`rendezvous_score`] (highest first, equal scores by
+/// ascending name), at most `1 + backups` of them. The first is the target primary.
 ///
 /// Computes the ranking from scratch; the engine uses a [`Placement`] instead.
 pub fn target_owners(partition: u32, view: &[ViewMember], backups: usize) -> Vec<Member> {
-    let mut ranked: Vec<(u64, &str, Member)> = view
-        .iter()
-        .filter(|member| !member.leaving)
+    let mut ranked: Vec<(u64, &str, Member)> = eligible(view)
         .map(|member| {
             (
                 rendezvous_score(&member.name, partition),
@@ -221,7 +227,7 @@ impl Placement {
     /// each (at most [`OWNERS_PER_PARTITION_MAX`] owners in all).
     pub fn new(view: &[ViewMember], num_partitions: u32, backups: usize) -> Placement {
         let owners_per_partition = backups.saturating_add(1).min(OWNERS_PER_PARTITION_MAX);
-        let mut eligible: Vec<&ViewMember> = view.iter().filter(|member| !member.leaving).collect();
+        let mut eligible: Vec<&ViewMember> = eligible(view).collect();
         // Sorted by name, so that among equal scores the first seen wins: ascending name.
         eligible.sort_by(|a, b| a.name.cmp(&b.name));
         let filler = Member {
@@ -424,6 +430,12 @@ mod tests {
             );
             assert!(!owners.contains(&view[0].member));
         }
+        // When everyone leaves, everyone is ranked: the cluster serves until it is gone.
+        for member in &mut view {
+            member.leaving = true;
+        }
+        assert_eq!(target_owners(0, &view, 5).len(), 4);
+        assert_eq!(Placement::new(&view, 1, 5).targets(0).len(), 4);
     }
 
     #[test]

@@ -112,7 +112,11 @@ impl<H: Host> Engine<H> {
                 .as_ref()
                 .is_some_and(|record| record.epoch > epoch && record.primary != from);
         if stale {
+            // Refused: tell the sender who this node thinks is primary, and that this snapshot
+            // did not take, so that it does not wait for a `SnapshotDone` forever (its own record
+            // may well be the higher one).
             self.answer_stale(from, partition, &state, ctx.now_ms);
+            self.send_resync(from, partition, ctx.now_ms);
             self.finish(partition, &state);
             return;
         }
@@ -181,6 +185,7 @@ impl<H: Host> Engine<H> {
                 );
             }
             _ => {
+                // Not receiving from it (refused or abandoned): the sender must not wait.
                 self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);
                 if state
                     .record
@@ -188,9 +193,8 @@ impl<H: Host> Engine<H> {
                     .is_some_and(|record| record.epoch > epoch)
                 {
                     self.answer_stale(from, partition, &state, ctx.now_ms);
-                } else {
-                    self.send_resync(from, partition, ctx.now_ms);
                 }
+                self.send_resync(from, partition, ctx.now_ms);
             }
         }
         self.finish(partition, &state);

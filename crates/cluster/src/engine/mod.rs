@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use parking_lot::{Mutex, RwLock};
 use store::{Op, Reply, Store};
 
-pub use self::stats::{EngineStats, MemberOwnership, Summary};
+pub use self::stats::{BUSY_PARTITIONS_SHOWN, EngineStats, MemberOwnership, Summary};
 
 use self::link::{PeerLink, PeerState};
 use self::state::{HandoffPhase, PartitionState};
@@ -117,6 +117,9 @@ pub struct EngineConfig {
     pub max_concurrent_snapshots: usize,
     /// Snapshot and merge chunks are queued only while a link's backlog is below this, in bytes.
     pub link_backlog_limit_bytes: usize,
+    /// A snapshot whose receiver does not confirm it (`SnapshotDone`) this long after its end
+    /// was sent is abandoned and started again, in ms.
+    pub snapshot_done_timeout_ms: u64,
     /// Most bytes (estimated) of mutations per `Replicate` frame; larger writes (FLUSHDB) are
     /// split into several frames.
     pub replicate_frame_bytes_max: usize,
@@ -157,6 +160,7 @@ impl EngineConfig {
             snapshot_chunk_bytes: 256 * 1024,
             max_concurrent_snapshots: 4,
             link_backlog_limit_bytes: 64 * 1024 * 1024,
+            snapshot_done_timeout_ms: 10_000,
             replicate_frame_bytes_max: 1024 * 1024,
             deferred_per_partition_max: 1_024,
             deferred_wait_ms_max: 5_000,
@@ -971,8 +975,21 @@ impl<H: Host> Engine<H> {
             pending_replies: self.pending_replies.lock().len() as u32,
             ..Summary::default()
         };
-        for slot in self.partitions.iter() {
+        for (partition, slot) in self.partitions.iter().enumerate() {
             let state = slot.lock();
+            let busy = state.merge.is_some()
+                || state.following.as_ref().is_some_and(|f| f.receiving)
+                || state.primary.as_ref().is_some_and(|primary| {
+                    primary.handoff.is_some()
+                        || primary.catch_up.is_some()
+                        || primary
+                            .stream
+                            .iter()
+                            .any(|member| !matches!(member.phase, state::StreamPhase::Synced))
+                });
+            if busy && summary.busy_partitions.len() < stats::BUSY_PARTITIONS_SHOWN {
+                summary.busy_partitions.push(partition as u32);
+            }
             summary.deferred_requests += state.deferred.len() as u32;
             if state.merge.is_some() {
                 summary.merges_in_progress += 1;

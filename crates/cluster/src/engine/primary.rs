@@ -444,6 +444,16 @@ impl<H: Host> Engine<H> {
             let epoch = record.epoch;
             for member in primary.stream.iter_mut() {
                 self.pump_snapshot(partition, epoch, member, ctx.now_ms, chunk_budget);
+                if let StreamPhase::SnapshotEnded { ended_ms } = member.phase
+                    && ctx.now_ms.saturating_sub(ended_ms) > self.config.snapshot_done_timeout_ms
+                {
+                    // The receiver never confirmed (it cannot have lost the frames on a live
+                    // link, but it may have dropped the snapshot): start over.
+                    member.unreachable = true;
+                    self.stats
+                        .snapshots_abandoned
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
             self.pump_catch_up(partition, epoch, primary, ctx.now_ms, chunk_budget);
             if primary.stream.iter().any(|member| member.unreachable) {
@@ -530,7 +540,7 @@ impl<H: Host> Engine<H> {
             }
         }
         if ended {
-            member.phase = StreamPhase::SnapshotEnded;
+            member.phase = StreamPhase::SnapshotEnded { ended_ms: now_ms };
             self.snapshot_finished(true);
         }
     }
@@ -636,7 +646,7 @@ impl<H: Host> Engine<H> {
         else {
             return;
         };
-        if !matches!(member.phase, StreamPhase::SnapshotEnded) {
+        if !matches!(member.phase, StreamPhase::SnapshotEnded { .. }) {
             return;
         }
         member.phase = StreamPhase::Synced;

@@ -241,7 +241,7 @@ impl<H: Host> Engine<H> {
         }
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
         self.become_primary(state, PrimaryState::new());
-        let frames = self.author_record(
+        self.author_record(
             partition,
             state,
             me,
@@ -249,7 +249,6 @@ impl<H: Host> Engine<H> {
             suspect_before_hlc,
             ctx.now_ms,
         );
-        self.announce(partition, state, frames);
     }
 
     /// Rule 1: the first live backup of a record whose primary left becomes primary.
@@ -303,7 +302,7 @@ impl<H: Host> Engine<H> {
         }
         let backups: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
         self.become_primary(state, primary);
-        let frames = self.author_record(
+        self.author_record(
             partition,
             state,
             me,
@@ -311,11 +310,13 @@ impl<H: Host> Engine<H> {
             suspect_before_hlc,
             ctx.now_ms,
         );
-        self.announce(partition, state, frames);
     }
 
     /// Authors a new record of `partition` (epoch: the held term + 1, this node), holds it and
-    /// pushes it to every linked peer.
+    /// pushes it to every linked peer. The primary then serves only once every peer
+    /// acknowledged it (`announce`): a peer holding a competing record between the old epoch
+    /// and the new one (a split that just healed) learns it is deposed before this node acts
+    /// under the new epoch.
     pub(super) fn author_record(
         &self,
         partition: u32,
@@ -324,7 +325,7 @@ impl<H: Host> Engine<H> {
         backups: Vec<Member>,
         suspect_before_hlc: u64,
         now_ms: u64,
-    ) -> Vec<(Arc<PeerLink>, u64)> {
+    ) {
         let term = state.record.as_ref().map_or(0, |record| record.epoch.term) + 1;
         let record = Record {
             epoch: Epoch {
@@ -340,8 +341,8 @@ impl<H: Host> Engine<H> {
         self.stats.records_authored.fetch_add(1, Ordering::Relaxed);
         state.primary_in_view = true;
         let frames = self.push_record(partition, record, now_ms);
+        self.announce(partition, state, frames);
         self.host.partition_changed(partition);
-        frames
     }
 
     /// Makes this node the partition's primary with `primary`'s stream. Data it still had to
@@ -380,7 +381,7 @@ impl<H: Host> Engine<H> {
         frames
     }
 
-    /// This node just became primary of `partition` through `frames`' record: it acts once
+    /// This node is primary of `partition` under the record `frames` carried: it acts once
     /// they are acknowledged.
     pub(super) fn announce(
         &self,
@@ -389,7 +390,11 @@ impl<H: Host> Engine<H> {
         frames: Vec<(Arc<PeerLink>, u64)>,
     ) {
         if let Some(primary) = &mut state.primary {
-            primary.announce = frames;
+            // Acknowledgements of an earlier record still count: they are older frames.
+            primary
+                .announce
+                .retain(|(link, frame)| !link.is_satisfied(*frame));
+            primary.announce.extend(frames);
             if !primary.is_announced() {
                 self.announcing.lock().insert(partition);
             } else {

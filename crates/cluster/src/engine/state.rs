@@ -56,9 +56,10 @@ pub(crate) struct PrimaryState {
     pub(crate) stream: Vec<StreamMember>,
     /// A handoff of this partition in progress.
     pub(crate) handoff: Option<HandoffOut>,
-    /// The frames that carried the record making this node primary, per linked peer: it acts
-    /// as primary only once each was acknowledged (or its link released), so that a peer that
-    /// knows a higher record answers it before this node accepts anything.
+    /// The frames that carried this node's latest record, per linked peer: it acts as primary
+    /// only once each was acknowledged (or its link released), so that a peer that knows a
+    /// higher record answers it, and a peer acting on a lower one is deposed, before this node
+    /// accepts anything under it.
     pub(crate) announce: Vec<(Arc<PeerLink>, u64)>,
     /// This node became primary while it still had data to merge into the previous primary:
     /// its backups may lack some of it, so the whole partition is streamed to them once
@@ -116,8 +117,8 @@ pub(crate) enum StreamPhase {
     Synced,
     /// A snapshot is being sent; the cursor says how far.
     Snapshot { cursor: ExportCursor },
-    /// Every chunk was sent; waiting for `SnapshotDone`.
-    SnapshotEnded,
+    /// Every chunk was sent at `ended_ms`; waiting for `SnapshotDone`.
+    SnapshotEnded { ended_ms: u64 },
 }
 
 /// A handoff of primaryship to `to` (PROTOCOL.md §8).

@@ -142,4 +142,10 @@ pub struct Summary {
     pub lag_ms: BTreeMap<Member, u64>,
     /// Whether this node accepts operations now (not fenced, tables exchanged).
     pub gate_open: bool,
+    /// Some partitions with a handoff, snapshot, merge or catch-up in progress (at most
+    /// `BUSY_PARTITIONS_SHOWN`), for status pages.
+    pub busy_partitions: Vec<u32>,
 }
+
+/// Most partitions `Summary::busy_partitions` lists.
+pub const BUSY_PARTITIONS_SHOWN: usize = 16;
