@@ -94,8 +94,8 @@ enum Phase {
         reply: Reply,
         waits: Vec<(Member, u64)>,
     },
-    /// Relayed to `to`; the response comes back to the client's node.
-    Relayed { to: Member },
+    /// Relayed to `to` as request `id`; the response comes back to the client's node.
+    Relayed { to: Member, id: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -256,7 +256,7 @@ impl Sim {
             .filter(|((node, _), client)| {
                 *node == index
                     && self.clients[**client].flight.as_ref().is_some_and(
-                        |flight| matches!(flight.phase, Phase::Relayed { to } if to == peer),
+                        |flight| matches!(flight.phase, Phase::Relayed { to, .. } if to == peer),
                     )
             })
             .map(|(key, _)| *key)
@@ -454,7 +454,7 @@ impl Sim {
                         self.relays.insert((node, id), client);
                         if let Some(flight) = &mut self.clients[client].flight {
                             flight.maybe_executed = true;
-                            flight.phase = Phase::Relayed { to: primary };
+                            flight.phase = Phase::Relayed { to: primary, id };
                         }
                         self.schedule_client(client, now_ms + 10);
                     }
@@ -499,10 +499,20 @@ impl Sim {
         true
     }
 
-    pub(crate) fn client_response(&mut self, client: usize, node: usize, result: RelayResult) {
+    pub(crate) fn client_response(
+        &mut self,
+        client: usize,
+        node: usize,
+        id: u64,
+        result: RelayResult,
+    ) {
         let Some(flight) = &mut self.clients[client].flight else {
             return;
         };
+        if !matches!(flight.phase, Phase::Relayed { id: waiting, .. } if waiting == id) {
+            // The answer to an attempt the client gave up on.
+            return;
+        }
         let partition = self.model.keys[flight.key].partition;
         match result {
             RelayResult::Reply(reply) => self.end_flight(client, Some(reply)),

@@ -73,6 +73,16 @@ impl Sim {
                 self.ensure_clients();
             }
             Step::Kill(nodes) => {
+                let eligible = (0..self.nodes.len())
+                    .filter(|&node| {
+                        self.nodes[node].status == Status::Running && !self.nodes[node].leaving
+                    })
+                    .count();
+                self.window.fewest_eligible = Some(
+                    self.window
+                        .fewest_eligible
+                        .map_or(eligible, |fewest| fewest.min(eligible)),
+                );
                 for &node in nodes {
                     if node < self.nodes.len() && self.nodes[node].is_up() {
                         self.window.kills += 1;

@@ -163,6 +163,8 @@ pub(crate) struct SimNode {
     /// The view last given to the engine (without this node).
     pub(crate) engine_view: Vec<ViewMember>,
     pub(crate) leaving: bool,
+    /// When the planned leave started, in ms.
+    pub(crate) leaving_since_ms: u64,
 }
 
 impl SimNode {
@@ -238,16 +240,22 @@ pub(crate) struct Window {
     pub(crate) partitions: usize,
     pub(crate) pauses: usize,
     pub(crate) link_resets: usize,
+    /// The fewest running, non-leaving nodes seen in the window before a kill (`None`: no
+    /// kill yet): a partition cannot have more copies than that.
+    pub(crate) fewest_eligible: Option<usize>,
 }
 
 impl Window {
     /// Whether an acknowledged write may have been lost in this window (invariant 1 promises
     /// survival only of up to `backups` crashes in write-through, with no other fault).
     pub(crate) fn excuses_loss(&self, config: &SimConfig) -> bool {
+        let copies_beyond_primary = self.fewest_eligible.map_or(config.backups, |eligible| {
+            config.backups.min(eligible.saturating_sub(1))
+        });
         self.kills > 0
             && (config.write_mode == WriteMode::Delayed
                 || config.backups == 0
-                || self.kills > config.backups
+                || self.kills > copies_beyond_primary
                 || self.partitions > 0
                 || self.pauses > 0
                 || self.link_resets > 0)
@@ -332,6 +340,10 @@ pub struct Sim {
     traced_records: BTreeMap<(usize, u32), Option<cluster::table::Record>>,
     traced_partition: Option<u32>,
 }
+
+/// A leaving node exits after this long even if it still owns partitions (the node's
+/// `leave_timeout`), in ms.
+pub(crate) const LEAVE_TIMEOUT_MS: u64 = 10_000;
 
 pub(crate) fn address_of(index: usize) -> SocketAddr {
     // Only a label inside the simulation.
@@ -559,6 +571,7 @@ impl Sim {
             inbox: VecDeque::new(),
             engine_view: Vec::new(),
             leaving: false,
+            leaving_since_ms: 0,
         };
         if index == self.nodes.len() {
             self.nodes.push(node);
@@ -638,6 +651,7 @@ impl Sim {
         let now_ms = self.now_ms;
         let node = &mut self.nodes[index];
         node.leaving = true;
+        node.leaving_since_ms = now_ms;
         node.host.set_now(now_ms);
         node.membership.set_role(1);
         node.engine.leave(now_ms);
@@ -1166,8 +1180,14 @@ impl Sim {
             node.engine
                 .handle_peer_digest(member, info.table_digest, now_ms);
         }
-        if node.leaving && node.engine.owns_nothing() {
-            // The planned leave is complete: say goodbye and exit.
+        let timed_out = now_ms.saturating_sub(node.leaving_since_ms) > LEAVE_TIMEOUT_MS;
+        if node.leaving && (node.engine.owns_nothing() || timed_out) {
+            // The planned leave is complete (or took too long, and the node exits anyway, which
+            // is a crash for whatever it still held): say goodbye and exit.
+            if timed_out && !node.engine.owns_nothing() {
+                self.window.kills += 1;
+            }
+            let node = &mut self.nodes[index];
             node.membership.leave(now_ms);
             self.flush(index);
             self.trace(|| format!("{} left", name_of(index)));
@@ -1304,6 +1324,6 @@ impl Sim {
         let Some(client) = self.relays.remove(&(index, id)) else {
             return;
         };
-        self.client_response(client, index, result);
+        self.client_response(client, index, id, result);
     }
 }
