@@ -92,7 +92,7 @@ impl AdminSource for NodeAdmin {
             "connections_received": NodeCounters::get(&counters.connections_received),
             "connections_rejected_max_clients": NodeCounters::get(&counters.connections_rejected_max_clients),
             "connections_rejected_not_allowed": NodeCounters::get(&counters.connections_rejected_not_allowed),
-            "commands_processed": NodeCounters::get(&counters.commands_processed),
+            "commands_processed": node.commands_processed(),
             "error_replies": NodeCounters::get(&counters.error_replies),
             "net_input_bytes": NodeCounters::get(&counters.net_input_bytes),
             "net_output_bytes": NodeCounters::get(&counters.net_output_bytes),

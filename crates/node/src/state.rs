@@ -24,14 +24,71 @@ pub(crate) struct NodeCounters {
     pub(crate) connections_rejected_max_clients: AtomicU64,
     /// Connections refused: not in `--allow`.
     pub(crate) connections_rejected_not_allowed: AtomicU64,
-    /// Commands executed (RESP and memcached).
-    pub(crate) commands_processed: AtomicU64,
     /// Bytes read from clients.
     pub(crate) net_input_bytes: AtomicU64,
     /// Bytes written to clients.
     pub(crate) net_output_bytes: AtomicU64,
     /// Error replies sent to clients.
     pub(crate) error_replies: AtomicU64,
+}
+
+/// Bytes a connection read and wrote, added to the node's counters in batches: two shared atomics
+/// touched by every command of every connection would bounce between cores. Whatever is left is
+/// added when the tally is dropped, with its connection.
+pub(crate) struct ByteTally<'a> {
+    counters: &'a NodeCounters,
+    input_bytes: u64,
+    output_bytes: u64,
+}
+
+impl<'a> ByteTally<'a> {
+    /// A batch is added to the shared counters once it holds this many bytes.
+    const FLUSH_BYTES: u64 = 64 * 1024;
+
+    pub(crate) fn new(counters: &'a NodeCounters) -> ByteTally<'a> {
+        ByteTally {
+            counters,
+            input_bytes: 0,
+            output_bytes: 0,
+        }
+    }
+
+    pub(crate) fn read(&mut self, bytes: usize) {
+        self.input_bytes += bytes as u64;
+        self.flush_if_large();
+    }
+
+    pub(crate) fn wrote(&mut self, bytes: usize) {
+        self.output_bytes += bytes as u64;
+        self.flush_if_large();
+    }
+
+    fn flush_if_large(&mut self) {
+        if self.input_bytes + self.output_bytes >= Self::FLUSH_BYTES {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.input_bytes > 0 {
+            NodeCounters::add(
+                &self.counters.net_input_bytes,
+                std::mem::take(&mut self.input_bytes),
+            );
+        }
+        if self.output_bytes > 0 {
+            NodeCounters::add(
+                &self.counters.net_output_bytes,
+                std::mem::take(&mut self.output_bytes),
+            );
+        }
+    }
+}
+
+impl Drop for ByteTally<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl NodeCounters {
@@ -84,6 +141,11 @@ impl NodeState {
     /// A fresh client id.
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Commands executed since start (RESP and memcached), from the sharded command statistics.
+    pub(crate) fn commands_processed(&self) -> u64 {
+        self.command_stats.snapshot().total().count()
     }
 
     /// Milliseconds since the Unix epoch, from the node's clock.

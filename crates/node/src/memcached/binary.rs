@@ -21,7 +21,7 @@ use super::ops::{
 use super::stats::{self, Command, Counters, StatsAnswer};
 use super::text::{count_arithmetic, count_store};
 use crate::config::NodeConfig;
-use crate::state::{NodeCounters, NodeState};
+use crate::state::NodeState;
 
 /// A binary-protocol connection: its parser, and whether it has authenticated.
 pub(super) struct BinaryFrontEnd {
@@ -63,7 +63,6 @@ impl FrontEnd for BinaryFrontEnd {
         match self.parser.parse(input, &limits) {
             Ok(None) => Next::Incomplete,
             Ok(Some(request)) => {
-                NodeCounters::add(&replies.state.counters.commands_processed, 1);
                 if !self.authenticated && !allowed_before_auth(request.header.opcode) {
                     // memcached answers "auth error" and closes the connection.
                     replies.refused(Some(admin::ClientErrorKind::Auth));

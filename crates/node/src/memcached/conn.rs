@@ -22,7 +22,7 @@ use super::binary::BinaryFrontEnd;
 use super::stats::{Command, Counters, NodeMemcached, node_memcached};
 use super::text::TextFrontEnd;
 use crate::pending::{BoxFuture, Pending};
-use crate::state::{NodeCounters, NodeState};
+use crate::state::{ByteTally, NodeCounters, NodeState};
 
 /// Room kept free in the input buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -285,26 +285,31 @@ impl Replies<'_> {
 /// node shuts down.
 pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, peer: SocketAddr) {
     let node = node_memcached(&state);
+    let mut tally = ByteTally::new(&state.counters);
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     while input.is_empty() {
-        if read_more(&state, &mut stream, &mut input).await.is_err() {
+        if read_more(&state, &mut tally, &mut stream, &mut input)
+            .await
+            .is_err()
+        {
             return;
         }
     }
     match memcache::detect_protocol(input[0]) {
         Protocol::Text => {
             let front_end = TextFrontEnd::new(&state.config);
-            serve_with(state, node, stream, peer, input, front_end).await
+            serve_with(&state, &mut tally, node, stream, peer, input, front_end).await
         }
         Protocol::Binary => {
             let front_end = BinaryFrontEnd::new(&state.config);
-            serve_with(state, node, stream, peer, input, front_end).await
+            serve_with(&state, &mut tally, node, stream, peer, input, front_end).await
         }
     }
 }
 
 async fn serve_with<F: FrontEnd>(
-    state: Arc<NodeState>,
+    state: &Arc<NodeState>,
+    tally: &mut ByteTally<'_>,
     node: Arc<NodeMemcached>,
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -320,7 +325,7 @@ async fn serve_with<F: FrontEnd>(
             let next = front_end.next(
                 &mut input,
                 &mut Replies {
-                    state: &state,
+                    state,
                     node: &node,
                     queue: &mut replies,
                 },
@@ -329,10 +334,10 @@ async fn serve_with<F: FrontEnd>(
                 Next::Incomplete => break,
                 Next::Answered(step) => step,
                 Next::Request(request) => {
-                    let footprint = front_end.footprint(&state, &request);
+                    let footprint = front_end.footprint(state, &request);
                     if in_flight.conflicts_with(&footprint) {
                         replies
-                            .settle(&node.counters, |stat, answer| record(&state, stat, answer))
+                            .settle(&node.counters, |stat, answer| record(state, stat, answer))
                             .await;
                         in_flight = InFlight::default();
                     }
@@ -340,7 +345,7 @@ async fn serve_with<F: FrontEnd>(
                     let step = front_end.run(
                         request,
                         &mut Replies {
-                            state: &state,
+                            state,
                             node: &node,
                             queue: &mut replies,
                         },
@@ -355,7 +360,7 @@ async fn serve_with<F: FrontEnd>(
                 Step::Ran => {
                     if replies.output.len() >= OUTPUT_FLUSH_BYTES
                         && !replies.is_waiting()
-                        && write_output(&state, &mut stream, &mut replies.output)
+                        && write_output(tally, &mut stream, &mut replies.output)
                             .await
                             .is_err()
                     {
@@ -370,10 +375,10 @@ async fn serve_with<F: FrontEnd>(
             }
         }
         replies
-            .settle(&node.counters, |stat, answer| record(&state, stat, answer))
+            .settle(&node.counters, |stat, answer| record(state, stat, answer))
             .await;
         in_flight = InFlight::default();
-        if write_output(&state, &mut stream, &mut replies.output)
+        if write_output(tally, &mut stream, &mut replies.output)
             .await
             .is_err()
             || close
@@ -384,7 +389,10 @@ async fn serve_with<F: FrontEnd>(
         if input.is_empty() {
             shrink(&mut input);
         }
-        if read_more(&state, &mut stream, &mut input).await.is_err() {
+        if read_more(state, tally, &mut stream, &mut input)
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -394,6 +402,7 @@ async fn serve_with<F: FrontEnd>(
 /// shutting down.
 async fn read_more(
     state: &NodeState,
+    tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,
     input: &mut BytesMut,
 ) -> Result<(), ()> {
@@ -407,7 +416,7 @@ async fn read_more(
     match read {
         Ok(0) | Err(_) => Err(()),
         Ok(bytes) => {
-            NodeCounters::add(&state.counters.net_input_bytes, bytes as u64);
+            tally.read(bytes);
             Ok(())
         }
     }
@@ -437,7 +446,7 @@ fn elapsed_ns(started: Instant) -> u64 {
 }
 
 async fn write_output(
-    state: &NodeState,
+    tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,
     output: &mut BytesMut,
 ) -> std::io::Result<()> {
@@ -445,7 +454,7 @@ async fn write_output(
         return Ok(());
     }
     stream.write_all(output).await?;
-    NodeCounters::add(&state.counters.net_output_bytes, output.len() as u64);
+    tally.wrote(output.len());
     output.clear();
     Ok(())
 }

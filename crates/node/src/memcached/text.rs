@@ -20,7 +20,7 @@ use super::ops::{
 };
 use super::stats::{self, Command, Counters, StatsAnswer};
 use crate::config::NodeConfig;
-use crate::state::{NodeCounters, NodeState};
+use crate::state::NodeState;
 
 /// A text-protocol connection: its parser, and whether it has authenticated.
 pub(super) struct TextFrontEnd {
@@ -54,7 +54,6 @@ impl FrontEnd for TextFrontEnd {
         match self.parser.parse(input, &limits) {
             Ok(None) => Next::Incomplete,
             Ok(Some(request)) => {
-                NodeCounters::add(&replies.state.counters.commands_processed, 1);
                 if self.authenticated {
                     Next::Request(request)
                 } else {

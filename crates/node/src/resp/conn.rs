@@ -18,7 +18,7 @@ use super::dispatch::{Dispatched, dispatch};
 use super::reply::{self, Shape};
 use super::session::Session;
 use crate::pending::{BoxFuture, Pending};
-use crate::state::{NodeCounters, NodeState, resp_command_index};
+use crate::state::{ByteTally, NodeCounters, NodeState, resp_command_index};
 
 /// Room kept free in the input buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -57,6 +57,7 @@ struct Stat {
 /// Serves one RESP connection until the client leaves, sends QUIT, breaks the protocol, or the
 /// node shuts down.
 pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut session: Session) {
+    let mut tally = ByteTally::new(&state.counters);
     let mut parser = RequestParser::new();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut output = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -96,7 +97,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                     }
                     if output.len() >= OUTPUT_FLUSH_BYTES
                         && queue.is_empty()
-                        && write_output(&state, &mut stream, &mut output)
+                        && write_output(&mut tally, &mut stream, &mut output)
                             .await
                             .is_err()
                     {
@@ -122,7 +123,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
         }
         in_flight = InFlight::default();
         if drain_queue(&state, &mut queue, &mut output).await.is_err()
-            || write_output(&state, &mut stream, &mut output)
+            || write_output(&mut tally, &mut stream, &mut output)
                 .await
                 .is_err()
             || close
@@ -144,7 +145,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
         };
         match read {
             Ok(0) | Err(_) => return,
-            Ok(bytes) => NodeCounters::add(&state.counters.net_input_bytes, bytes as u64),
+            Ok(bytes) => tally.read(bytes),
         }
     }
 }
@@ -197,7 +198,6 @@ fn prepare(
     queue: &mut VecDeque<Queued>,
 ) -> Option<Prepared> {
     let started = Instant::now();
-    NodeCounters::add(&state.counters.commands_processed, 1);
     let command_index_opt = args.first().and_then(|name| resp_command_index(name));
     session.last_command_at = started;
     if let Some(index) = command_index_opt {
@@ -432,7 +432,7 @@ async fn drain_queue(
 }
 
 async fn write_output(
-    state: &NodeState,
+    tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,
     output: &mut BytesMut,
 ) -> std::io::Result<()> {
@@ -440,7 +440,7 @@ async fn write_output(
         return Ok(());
     }
     stream.write_all(output).await?;
-    NodeCounters::add(&state.counters.net_output_bytes, output.len() as u64);
+    tally.wrote(output.len());
     output.clear();
     Ok(())
 }

@@ -157,7 +157,7 @@ fn stats(state: &NodeState, text: &mut String) {
          scd_rejected_connections_not_allowed:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\n\
          total_error_replies:{}\r\n",
         NodeCounters::get(&counters.connections_received),
-        NodeCounters::get(&counters.commands_processed),
+        state.commands_processed(),
         NodeCounters::get(&counters.net_input_bytes),
         NodeCounters::get(&counters.net_output_bytes),
         NodeCounters::get(&counters.connections_rejected_max_clients),
