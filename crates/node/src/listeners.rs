@@ -14,9 +14,11 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// membership thread is busy.
 const HEARTBEAT_RECEIVE_BUFFER_BYTES: usize = 1 << 20;
 
-/// A socket that could not be bound.
+/// A socket that could not be bound. The operating system's reason is the error's `source`, not
+/// part of its message: printed as a chain (`{:#}` of anyhow, as the binary does) it would
+/// otherwise appear twice.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {address} ({flag}): {source}{hint}")]
+#[error("cannot listen on {address} ({flag}){hint}")]
 pub struct BindError {
     /// The command-line flag that chose the address.
     pub flag: &'static str,
@@ -191,5 +193,24 @@ mod tests {
         let error = Listeners::bind(&config).unwrap_err().to_string();
         assert!(error.contains("(--client)"), "{error}");
         assert!(error.contains("already listens there"), "{error}");
+    }
+
+    #[test]
+    fn the_reason_of_a_bind_error_is_printed_once_in_its_chain() {
+        let first = Listeners::bind(&loopback_config()).unwrap();
+        let mut config = loopback_config();
+        config.client_addr = first.client_addr();
+        let error = Listeners::bind(&config).unwrap_err();
+        let mut chain = error.to_string();
+        let mut source_opt = std::error::Error::source(&error);
+        while let Some(source) = source_opt {
+            chain.push_str(&format!(": {source}"));
+            source_opt = source.source();
+        }
+        assert_eq!(
+            chain.matches("Address already in use").count(),
+            1,
+            "{chain}"
+        );
     }
 }
