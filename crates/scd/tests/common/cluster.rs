@@ -32,6 +32,11 @@ use super::{IO_TIMEOUT, NodePorts, Scd, ScdCluster, wait_until};
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most errors and wrong reads a [`ContinuousClient`] keeps word for word (all are counted).
 const MAX_KEPT_PROBLEMS: usize = 50;
+/// Gaps between two successful operations longer than this are kept with their time, so a test
+/// can tell which event caused which stall.
+const STALL_KEPT_MIN: Duration = Duration::from_millis(20);
+/// Most stalls kept (the longest is always known).
+const MAX_KEPT_STALLS: usize = 10_000;
 /// How long a [`ContinuousClient`] keeps trying to reconnect before it records an error and
 /// tries again on its next operation.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -425,6 +430,9 @@ pub struct ClientReport {
     pub longest_stall: Duration,
     /// When the longest stall ended (the successful operation that ended it returned).
     pub longest_stall_ended_at: Instant,
+    /// Every gap longer than [`STALL_KEPT_MIN`] between two successful operations, with the
+    /// time it ended (the first [`MAX_KEPT_STALLS`]).
+    pub stalls: Vec<(Instant, Duration)>,
 }
 
 impl ClientReport {
@@ -450,6 +458,17 @@ impl ClientReport {
             out.push_str(&format!("\n  wrong read: {}", wrong.describe(self.started)));
         }
         out
+    }
+
+    /// The longest gap between two successful operations that ended between `from` and `to`
+    /// (zero if none was longer than [`STALL_KEPT_MIN`]).
+    pub fn longest_stall_between(&self, from: Instant, to: Instant) -> Duration {
+        self.stalls
+            .iter()
+            .filter(|(ended_at, _)| (from..=to).contains(ended_at))
+            .map(|(_, stall)| *stall)
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// Errors and wrong reads, described; empty when the client saw none.
@@ -622,6 +641,7 @@ fn run_client(
         num_wrong_reads: 0,
         longest_stall: Duration::ZERO,
         longest_stall_ended_at: started,
+        stalls: Vec::new(),
     };
     let mut connection_opt: Option<redis::Connection> = None;
     let mut last_success = started;
@@ -640,6 +660,9 @@ fn run_client(
         if stall > report.longest_stall {
             report.longest_stall = stall;
             report.longest_stall_ended_at = now;
+        }
+        if stall > STALL_KEPT_MIN && report.stalls.len() < MAX_KEPT_STALLS {
+            report.stalls.push((now, stall));
         }
         last_success = now;
         shared.num_operations.fetch_add(1, Ordering::SeqCst);
