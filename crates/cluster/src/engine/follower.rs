@@ -83,13 +83,17 @@ impl<H: Host> Engine<H> {
                     .record
                     .as_ref()
                     .is_some_and(|record| record.epoch > epoch);
+                // A primary that does not know it was replaced: its writes are not lost if the
+                // current primary (this node, if it is) takes them like a merge.
+                let taken =
+                    newer_here && self.apply_as_primary(partition, &mut state, mutations, ctx);
                 if newer_here {
-                    // A primary that does not know it was replaced: its writes are not lost if
-                    // the current primary (this node) takes them like a merge.
-                    self.apply_as_primary(partition, &mut state, mutations, ctx);
                     self.answer_stale(from, partition, &state, ctx.now_ms);
-                } else {
-                    // It believes this node follows it; this node does not (any more).
+                }
+                if !taken {
+                    // The sender believes this node follows its stream and it does not (any
+                    // more): it must stop counting this node as synced, even if its record
+                    // turns out to be the higher one.
                     self.send_resync(from, partition, ctx.now_ms);
                 }
             }
