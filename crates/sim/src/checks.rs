@@ -96,7 +96,10 @@ impl Sim {
     /// Invariant 7 (and the delayed-write lag bound when nothing is failing).
     fn check_bounds(&mut self, running: &[usize]) {
         let now_ms = self.now_ms;
-        let quiet = self.window == crate::world::Window::default();
+        let quiet = self.window.kills == 0
+            && self.window.partitions == 0
+            && self.window.pauses == 0
+            && self.window.link_resets == 0;
         for &index in running {
             let node = &self.nodes[index];
             let config = node.engine.config();
@@ -330,7 +333,17 @@ impl Sim {
             primary_content.push(content);
         }
         self.check_model(&primary_content, first);
-        self.window = crate::world::Window::default();
+        // The window starts with the replication the cluster has now; nodes that join later add
+        // copies only once they have them (the next settle).
+        let eligible = self
+            .running_nodes()
+            .into_iter()
+            .filter(|&node| !self.nodes[node].leaving)
+            .count();
+        self.window = crate::world::Window {
+            fewest_eligible: Some(eligible),
+            ..crate::world::Window::default()
+        };
         self.prune_unknown();
     }
 

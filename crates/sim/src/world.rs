@@ -240,8 +240,9 @@ pub(crate) struct Window {
     pub(crate) partitions: usize,
     pub(crate) pauses: usize,
     pub(crate) link_resets: usize,
-    /// The fewest running, non-leaving nodes seen in the window before a kill (`None`: no
-    /// kill yet): a partition cannot have more copies than that.
+    /// The fewest running, non-leaving nodes in the window: at its start (the last settle)
+    /// and at each kill (`None` before the first settle). A partition cannot have more copies
+    /// than that.
     pub(crate) fewest_eligible: Option<usize>,
 }
 
