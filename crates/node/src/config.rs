@@ -62,6 +62,8 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// Most client connections (RESP and memcached together) open at once.
     pub max_clients: usize,
+    /// Threads serving client connections, each a single-threaded runtime.
+    pub client_threads: usize,
     /// Partition count: a power of two, the same on every node.
     pub num_partitions: u32,
     /// Interval between two heartbeats to each peer.
@@ -97,6 +99,9 @@ impl NodeConfig {
             max_memory_bytes: 0,
             max_value_bytes: 1 << 20,
             max_clients: 10_000,
+            client_threads: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(2),
             num_partitions: 1024,
             heartbeat_interval_ms: 100,
             phi_threshold: 8.0,

@@ -23,6 +23,7 @@ mod peer;
 mod pending;
 mod resp;
 mod router;
+mod shards;
 mod state;
 
 use std::future::Future;
@@ -157,11 +158,14 @@ pub async fn run_with_clock(
         stopping: AtomicBool::new(false),
     });
 
+    let shards = shards::ClientShards::start(node.config.client_threads)
+        .map_err(|error| NodeError::Cluster(format!("cannot start the client threads: {error}")))?;
     tasks.spawn(accept_clients(
         Arc::clone(&node),
         client_listener,
         ClientProtocol::Resp,
         tasks.clone(),
+        Arc::clone(&shards),
     ));
     if let Some(listener) = memcached_listener_opt {
         tasks.spawn(accept_clients(
@@ -169,6 +173,7 @@ pub async fn run_with_clock(
             listener,
             ClientProtocol::Memcached,
             tasks.clone(),
+            Arc::clone(&shards),
         ));
     }
     tasks.spawn(expiry::sweep_forever(Arc::clone(&node)));
@@ -202,6 +207,7 @@ pub async fn run_with_clock(
     }
     tasks.close();
     tasks.wait().await;
+    shards.stop();
     tracing::info!(name = %node.config.name, "scd node stopped");
     Ok(())
 }
@@ -219,6 +225,7 @@ async fn accept_clients(
     listener: tokio::net::TcpListener,
     protocol: ClientProtocol,
     tasks: TaskTracker,
+    shards: Arc<shards::ClientShards>,
 ) {
     let not_allowed_log = log::RateLimited::new();
     let accept_error_log = log::RateLimited::new();
@@ -277,21 +284,42 @@ async fn accept_clients(
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(node.addresses.client);
         let connection_node = Arc::clone(&node);
-        tasks.spawn(async move {
-            let _guard = ConnectionGuard(Arc::clone(&connection_node));
-            match protocol {
-                ClientProtocol::Resp => {
-                    let session = resp::session::Session::new(
-                        connection_node.next_client_id(),
-                        peer,
-                        local,
-                        &connection_node.config,
-                    );
-                    resp::conn::serve(connection_node, stream, session).await;
-                }
-                ClientProtocol::Memcached => memcached::serve(connection_node, stream, peer).await,
+        // The connection moves to a client thread: deregistered from this runtime's reactor
+        // here, registered with the client thread's when it starts there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                connection_node
+                    .counters
+                    .connections_current
+                    .fetch_sub(1, Ordering::SeqCst);
+                tracing::debug!(%peer, %error, "lost a client connection while handing it over");
+                continue;
             }
-        });
+        };
+        tasks.spawn_on(
+            async move {
+                let _guard = ConnectionGuard(Arc::clone(&connection_node));
+                let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                    return;
+                };
+                match protocol {
+                    ClientProtocol::Resp => {
+                        let session = resp::session::Session::new(
+                            connection_node.next_client_id(),
+                            peer,
+                            local,
+                            &connection_node.config,
+                        );
+                        resp::conn::serve(connection_node, stream, session).await;
+                    }
+                    ClientProtocol::Memcached => {
+                        memcached::serve(connection_node, stream, peer).await
+                    }
+                }
+            },
+            shards.next(),
+        );
     }
 }
 

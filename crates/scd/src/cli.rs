@@ -145,6 +145,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 
+    /// Threads serving client connections [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    pub client_threads: Option<usize>,
+
     /// Partition count, a power of two, the same on every node [default: 1024].
     #[arg(long, value_name = "N")]
     pub partitions: Option<u32>,
@@ -254,6 +258,7 @@ impl RunArgs {
             max_memory: self.max_memory.or(file.max_memory),
             max_value_bytes: self.max_value_bytes.or(file.max_value_bytes),
             max_clients: self.max_clients.or(file.max_clients),
+            client_threads: self.client_threads.or(file.client_threads),
             partitions: self.partitions.or(file.partitions),
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(file.heartbeat_interval_ms),
             phi_threshold: self.phi_threshold.or(file.phi_threshold),
@@ -369,6 +374,12 @@ impl RunArgs {
                 bail!("--max-clients must be at least 1");
             }
             config.max_clients = max_clients;
+        }
+        if let Some(client_threads) = self.client_threads {
+            if !(1..=256).contains(&client_threads) {
+                bail!("--client-threads must be between 1 and 256, got {client_threads}");
+            }
+            config.client_threads = client_threads;
         }
         if let Some(partitions) = self.partitions {
             if !partitions.is_power_of_two() || !(16..=16384).contains(&partitions) {

@@ -1,0 +1,74 @@
+//! Client connection threads: each runs a single-threaded tokio runtime, and every client
+//! connection lives its whole life on one of them (assigned in turn at accept).
+//!
+//! A multi-threaded work-stealing runtime moves a request/response connection between workers and
+//! wakes idle workers to steal from busy ones; with many connections on two cores the wake-ups
+//! (futex calls, context switches) cost more than the commands. One runtime per core keeps a
+//! connection, its buffers and its partition locks on one core and lets an idle thread sleep in
+//! `epoll_wait` until its own sockets have something. Peer links, timers and the admin API stay on
+//! the main runtime; a connection waiting for a relayed answer is woken across runtimes by the
+//! usual tokio primitives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+/// The client threads of a node.
+pub(crate) struct ClientShards {
+    handles: Vec<Handle>,
+    next: AtomicUsize,
+    stop: CancellationToken,
+    threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl ClientShards {
+    /// Starts `count` client threads (at least one).
+    pub(crate) fn start(count: usize) -> std::io::Result<Arc<ClientShards>> {
+        let stop = CancellationToken::new();
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            let thread_stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("scd-client-{index}"))
+                    .spawn(move || runtime.block_on(thread_stop.cancelled()))?,
+            );
+        }
+        Ok(Arc::new(ClientShards {
+            handles,
+            next: AtomicUsize::new(0),
+            stop,
+            threads: parking_lot::Mutex::new(threads),
+        }))
+    }
+
+    /// The runtime the next connection goes to, in turn.
+    pub(crate) fn next(&self) -> &Handle {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        &self.handles[index]
+    }
+
+    /// Stops the threads once their connections have ended (the caller waited for them), and
+    /// joins them.
+    pub(crate) fn stop(&self) {
+        self.stop.cancel();
+        for thread in self.threads.lock().drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ClientShards {
+    /// A node dropped without an orderly stop (a crash in tests, a panic) still ends its client
+    /// threads, and with them its connections. Not joined here: dropping may happen on one of them.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
