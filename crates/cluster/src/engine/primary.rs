@@ -51,7 +51,17 @@ impl<H: Host> Engine<H> {
         } else {
             self.config.write_mode
         };
-        let outcome = self.store.partition(partition).execute(db, op, now_ms);
+        // Mutations are only built when a stream member will receive them: on a partition
+        // without backups they would be built and dropped on every write.
+        let record_mutations = state
+            .primary
+            .as_ref()
+            .is_some_and(|primary| !primary.stream.is_empty());
+        let outcome = {
+            let mut store_partition = self.store.partition(partition);
+            store_partition.set_record_mutations(record_mutations);
+            store_partition.execute(db, op, now_ms)
+        };
         let PartitionState {
             record, primary, ..
         } = state;

@@ -3,13 +3,14 @@
 
 use bytes::Bytes;
 
+use super::Effect;
 use super::{
     Entry, Partition, Slot, delete_with_tombstone, live, live_mut, slot_cost_bytes, touch_version,
 };
 use crate::numbers::parse_redis_i64;
 use crate::store::Shared;
 use crate::value::{HashValue, Value};
-use crate::{Change, Outcome, Reply, StoreError};
+use crate::{Outcome, Reply, StoreError};
 
 /// The hash in `entry`, or `WrongType`.
 fn hash_of(entry: &Entry) -> Result<&HashValue, StoreError> {
@@ -24,7 +25,7 @@ fn read_hash(
     slot: &Option<Slot>,
     missing: Reply,
     f: impl FnOnce(&HashValue) -> Reply,
-) -> (Reply, Option<Change>) {
+) -> (Reply, Option<Effect>) {
     let reply = match live(slot).map(hash_of) {
         None => missing,
         Some(Ok(hash)) => f(hash),

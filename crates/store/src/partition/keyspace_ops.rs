@@ -162,14 +162,20 @@ impl Partition {
                 ExpireTarget::AtMs(deadline_ms) => {
                     let change = set_expiry(shared, slot, now_ms, deadline_ms);
                     (
-                        change.as_ref().map_or(0, |change| change.version().hlc),
+                        // The new version is the one the slot holds after the change.
+                        change.map_or(0, |_| {
+                            super::held_version(slot).map_or(0, |version| version.hlc)
+                        }),
                         change,
                     )
                 }
                 ExpireTarget::Persist => {
                     let change = set_expiry(shared, slot, now_ms, 0);
                     (
-                        change.as_ref().map_or(0, |change| change.version().hlc),
+                        // The new version is the one the slot holds after the change.
+                        change.map_or(0, |_| {
+                            super::held_version(slot).map_or(0, |version| version.hlc)
+                        }),
                         change,
                     )
                 }

@@ -109,8 +109,23 @@ pub(crate) fn held_version(slot: &Option<Slot>) -> Option<Version> {
     slot.as_ref().map(Slot::version)
 }
 
+/// What a write did to its slot, before it becomes a replication record. Building the record
+/// means cloning the value into an image, which promotes the value to a shared buffer that later
+/// costs an atomic and two frees to drop; `Keyspace::modify` does it only when the partition
+/// records mutations (it has backups to send them to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// The slot now holds a live entry, written or re-versioned: its image is the record.
+    Put,
+    /// The slot now holds a tombstone of this version.
+    Delete {
+        /// The tombstone's version.
+        version: Version,
+    },
+}
+
 /// Stores `value` in `slot` under a fresh version, refusing growth past `max_memory_bytes`.
-/// Returns the new version and the change to replicate; on error `slot` is unchanged.
+/// Returns the new version and the effect to replicate; on error `slot` is unchanged.
 pub(crate) fn put_checked(
     shared: &Shared,
     key_len: usize,
@@ -119,15 +134,15 @@ pub(crate) fn put_checked(
     value: Value,
     expire_at_ms: u64,
     flags: u32,
-) -> Result<(Version, Change), StoreError> {
+) -> Result<(Version, Effect), StoreError> {
     let version = shared.hlc.now_after(now_ms, held_version(slot));
-    let change = put_versioned(shared, key_len, slot, version, value, expire_at_ms, flags)?;
-    Ok((version, change))
+    let effect = put_versioned(shared, key_len, slot, version, value, expire_at_ms, flags)?;
+    Ok((version, effect))
 }
 
 /// Stores `value` in `slot` under `version` (the caller took it from the clock, above the slot's
 /// version: a lock's value names its own version), refusing growth past `max_memory_bytes`.
-/// Returns the change to replicate; on error `slot` is unchanged.
+/// Returns the effect to replicate; on error `slot` is unchanged.
 pub(crate) fn put_versioned(
     shared: &Shared,
     key_len: usize,
@@ -136,7 +151,7 @@ pub(crate) fn put_versioned(
     value: Value,
     expire_at_ms: u64,
     flags: u32,
-) -> Result<Change, StoreError> {
+) -> Result<Effect, StoreError> {
     debug_assert!(held_version(slot).is_none_or(|held| version > held));
     let new_slot = Slot::Live(Entry {
         value,
@@ -149,12 +164,8 @@ pub(crate) fn put_versioned(
         slot_cost_bytes(key_len, slot.as_ref()),
         slot_cost_bytes(key_len, Some(&new_slot)),
     )?;
-    let change = match &new_slot {
-        Slot::Live(entry) => Change::Put(entry.image()),
-        Slot::Tombstone { version, .. } => Change::Delete { version: *version },
-    };
     *slot = Some(new_slot);
-    Ok(change)
+    Ok(Effect::Put)
 }
 
 /// Gives the live entry in `slot` a fresh version after an in-place change (the caller checked
@@ -163,11 +174,11 @@ pub(crate) fn touch_version(
     shared: &Shared,
     slot: &mut Option<Slot>,
     now_ms: u64,
-) -> Option<(Version, Change)> {
+) -> Option<(Version, Effect)> {
     let version = shared.hlc.now_after(now_ms, held_version(slot));
     let entry = live_mut(slot)?;
     entry.version = version;
-    Some((version, Change::Put(entry.image())))
+    Some((version, Effect::Put))
 }
 
 /// Deletes whatever `slot` holds, leaving a tombstone so that an older write arriving later
@@ -176,13 +187,13 @@ pub(crate) fn delete_with_tombstone(
     shared: &Shared,
     slot: &mut Option<Slot>,
     now_ms: u64,
-) -> (Version, Change) {
+) -> (Version, Effect) {
     let version = shared.hlc.now_after(now_ms, held_version(slot));
     *slot = Some(Slot::Tombstone {
         version,
         purge_at_ms: now_ms.saturating_add(shared.config.tombstone_ttl_ms),
     });
-    (version, Change::Delete { version })
+    (version, Effect::Delete { version })
 }
 
 #[derive(Debug)]
@@ -335,6 +346,9 @@ struct Keyspace {
     /// O(log n) per removal, never a scan.
     expiry_index: BTreeSet<ExpiryItem>,
     totals: Totals,
+    /// Set while nobody would receive the replication records of writes (a partition without
+    /// backups): `modify` then builds none.
+    skip_mutations: bool,
 }
 
 impl Keyspace {
@@ -348,12 +362,13 @@ impl Keyspace {
         db: u8,
         key: &[u8],
         now_ms: u64,
-        f: impl FnOnce(&mut Option<Slot>) -> (R, Option<Change>),
+        f: impl FnOnce(&mut Option<Slot>) -> (R, Option<Effect>),
     ) -> (R, Option<Mutation>) {
         let Keyspace {
             dbs,
             expiry_index,
             totals,
+            skip_mutations,
         } = self;
         let db_index = usize::from(db);
         let position = scan_position_of(key);
@@ -380,7 +395,19 @@ impl Keyspace {
         if expired {
             slot = None;
         }
-        let (result, change) = f(&mut slot);
+        let (result, effect) = f(&mut slot);
+        let change = if *skip_mutations {
+            None
+        } else {
+            effect.and_then(|effect| match (effect, &slot) {
+                (Effect::Put, Some(Slot::Live(entry))) => Some(Change::Put(entry.image())),
+                (Effect::Delete { version }, _) => Some(Change::Delete { version }),
+                (Effect::Put, _) => {
+                    debug_assert!(false, "a put left no live entry in its slot");
+                    None
+                }
+            })
+        };
         let after = summarize(key.len(), slot.as_ref());
         let needs_stored_key =
             change.is_some() || before.index_deadline_ms != after.index_deadline_ms;
@@ -682,7 +709,7 @@ impl Partition {
         db: u8,
         key: &[u8],
         now_ms: u64,
-        f: impl FnOnce(&Shared, &mut Option<Slot>) -> (Reply, Option<Change>),
+        f: impl FnOnce(&Shared, &mut Option<Slot>) -> (Reply, Option<Effect>),
     ) -> Outcome {
         let shared = &*self.shared;
         let (reply, mutation) = self
@@ -733,6 +760,14 @@ impl Partition {
             num_removed += 1;
         }
         num_removed
+    }
+
+    /// Whether `execute` describes its writes as `Mutation`s (the default). A primary without
+    /// backups turns it off: nobody would receive them, and building them costs a copy of every
+    /// written value's handle and its later release. Replies, versions, tombstones and accounting
+    /// are the same either way.
+    pub fn set_record_mutations(&mut self, record: bool) {
+        self.keyspace.skip_mutations = !record;
     }
 
     /// Removes every key and tombstone of every database, without tombstones or mutations:

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::Effect;
 use super::{
     Entry, Partition, Slot, delete_with_tombstone, live, live_mut, put_checked, touch_version,
 };
@@ -10,8 +11,8 @@ use crate::numbers::{parse_memcached_u64, parse_redis_i64};
 use crate::store::Shared;
 use crate::value::Value;
 use crate::{
-    Change, ConcatSide, CounterDirection, CounterInitial, ExpireTarget, Outcome, Reply,
-    SetCondition, SetExpiry, StoreError,
+    ConcatSide, CounterDirection, CounterInitial, ExpireTarget, Outcome, Reply, SetCondition,
+    SetExpiry, StoreError,
 };
 
 /// The arguments of `Op::Set` besides the key.
@@ -46,12 +47,12 @@ fn cas_mismatch(entry: &Entry, cas_opt: Option<u64>) -> bool {
 }
 
 /// A reply and no change: what a read or a refused write returns from a `run` closure.
-fn read(reply: Reply) -> (Reply, Option<Change>) {
+fn read(reply: Reply) -> (Reply, Option<Effect>) {
     (reply, None)
 }
 
 /// An error reply and no change.
-fn refuse(error: StoreError) -> (Reply, Option<Change>) {
+fn refuse(error: StoreError) -> (Reply, Option<Effect>) {
     (Reply::Error(error), None)
 }
 
@@ -390,7 +391,7 @@ pub(super) fn set_expiry(
     slot: &mut Option<Slot>,
     now_ms: u64,
     expire_at_ms: u64,
-) -> Option<Change> {
+) -> Option<Effect> {
     live_mut(slot)?.expire_at_ms = expire_at_ms;
     touch_version(shared, slot, now_ms).map(|(_, change)| change)
 }

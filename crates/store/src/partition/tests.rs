@@ -1643,3 +1643,50 @@ fn a_bucket_holds_keys_sharing_a_scan_position_and_shrinks_back() {
     assert_eq!(bucket.remove(0).key, b("c"));
     assert!(bucket.is_empty());
 }
+
+#[test]
+fn a_partition_that_records_no_mutations_answers_and_accounts_the_same() {
+    let recording = store();
+    let silent = store();
+    silent.partition(0).set_record_mutations(false);
+    let ops = vec![
+        set("a", "1"),
+        expire("a", NOW_MS + 5_000, ExpireCondition::Always),
+        Op::Append {
+            key: b("a"),
+            value: b("23"),
+        },
+        Op::IncrBy {
+            key: b("n"),
+            delta: 5,
+        },
+        Op::HashSet {
+            key: b("h"),
+            pairs: vec![(b("f"), b("v"))],
+        },
+        del("a"),
+        get("a"),
+    ];
+    let mut recorded = 0;
+    for op in ops {
+        let expected = run(&recording, op.clone());
+        let outcome = run(&silent, op.clone());
+        assert_eq!(
+            normalize(outcome.reply),
+            normalize(expected.reply),
+            "{op:?}"
+        );
+        assert!(outcome.mutations.is_empty(), "{op:?} recorded a mutation");
+        recorded += expected.mutations.len();
+    }
+    assert_eq!(recorded, 6, "the recording store describes every write");
+    assert_eq!(silent.memory_used_bytes(), recording.memory_used_bytes());
+    assert_eq!(silent.num_keys(), recording.num_keys());
+    assert_eq!(
+        silent.stats().num_tombstones,
+        recording.stats().num_tombstones
+    );
+    // Recording again describes writes again.
+    silent.partition(0).set_record_mutations(true);
+    assert_eq!(run(&silent, set("b", "2")).mutations.len(), 1);
+}
