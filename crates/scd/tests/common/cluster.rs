@@ -56,16 +56,21 @@ pub fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
 
 /// `GET /cluster` of `node`, parsed. `Err` says why (no answer, not JSON).
 pub fn cluster_view(node: &Scd) -> Result<Json, String> {
-    let response = super::http_get(node.admin_addr(), "/cluster")
-        .map_err(|error| format!("{}: GET /cluster: {error}", node.name))?;
+    cluster_view_at(&node.name, node.admin_addr())
+}
+
+/// `GET /cluster` of the node named `name` with its admin port at `admin_addr`.
+pub fn cluster_view_at(name: &str, admin_addr: SocketAddr) -> Result<Json, String> {
+    let response = super::http_get(admin_addr, "/cluster")
+        .map_err(|error| format!("{name}: GET /cluster: {error}"))?;
     if response.status != 200 {
         return Err(format!(
-            "{}: GET /cluster answered {}: {}",
-            node.name, response.status, response.body
+            "{name}: GET /cluster answered {}: {}",
+            response.status, response.body
         ));
     }
     serde_json::from_str(&response.body)
-        .map_err(|error| format!("{}: /cluster is not JSON ({error})", node.name))
+        .map_err(|error| format!("{name}: /cluster is not JSON ({error})"))
 }
 
 /// The entries of a `/cluster` view's `nodes` array.
@@ -120,11 +125,21 @@ pub fn describe_view(view: &Json) -> String {
 /// partition primaried and fully replicated, no handoff or snapshot under way, primaries some
 /// partitions itself, and all hold the same partition table.
 pub fn settle_problems(nodes: &[&Scd]) -> Vec<String> {
-    let expected: BTreeSet<String> = nodes.iter().map(|node| node.name.clone()).collect();
+    let nodes: Vec<(&str, SocketAddr)> = nodes
+        .iter()
+        .map(|node| (node.name.as_str(), node.admin_addr()))
+        .collect();
+    settle_problems_at(&nodes)
+}
+
+/// [`settle_problems`] for nodes given by name and admin address (nodes this helper did not
+/// start, such as `scd demo`'s).
+pub fn settle_problems_at(nodes: &[(&str, SocketAddr)]) -> Vec<String> {
+    let expected: BTreeSet<String> = nodes.iter().map(|(name, _)| name.to_string()).collect();
     let mut problems = Vec::new();
     let mut digests = BTreeSet::new();
-    for node in nodes {
-        let view = match cluster_view(node) {
+    for &(name, admin_addr) in nodes {
+        let view = match cluster_view_at(name, admin_addr) {
             Ok(view) => view,
             Err(why) => {
                 problems.push(why);
@@ -156,8 +171,7 @@ pub fn settle_problems(nodes: &[&Scd]) -> Vec<String> {
         digests.insert(view["table_digest"].to_string());
         if !node_problems.is_empty() {
             problems.push(format!(
-                "{}: {} — {}",
-                node.name,
+                "{name}: {} — {}",
                 node_problems.join(", "),
                 describe_view(&view)
             ));
