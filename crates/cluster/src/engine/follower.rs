@@ -135,6 +135,7 @@ impl<H: Host> Engine<H> {
             next_seq,
             receiving: true,
             listed_epoch: None,
+            lost_step: false,
         });
         self.finish(partition, &state);
     }

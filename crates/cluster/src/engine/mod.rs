@@ -390,7 +390,8 @@ pub struct Engine<H: Host> {
     /// Members named in records: whether this node saw them alive, and when it first heard of
     /// them (see `unknown_member_grace_ms`). Bounded by `SEEN_MEMBERS_MAX`.
     seen_members: Mutex<BTreeMap<Member, SeenMember>>,
-    /// Open: not fenced, and every view member's table arrived (PROTOCOL.md §9.3, §10).
+    /// Open: not fenced, every view member's table arrived since it was admitted, and every
+    /// linked peer's table arrived on its link (PROTOCOL.md §9.3, §10).
     gate_open: AtomicBool,
     fenced: AtomicBool,
     fence_requested: AtomicBool,
@@ -1164,15 +1165,20 @@ impl<H: Host> Engine<H> {
         let me = self.config.me;
         let all_exchanged = {
             let peers = self.peers.lock();
+            // Every member of the view exchanged tables since it was admitted, and every linked
+            // peer (in the view or not yet: membership can admit a member after its link is up)
+            // exchanged on its current link: until then it may hold records this node lacks.
             view.sorted
                 .iter()
                 .filter(|member| **member != me)
                 .all(|member| {
-                    peers.get(member).is_some_and(|peer| {
-                        peer.exchanged_since_admission
-                            && peer.link.as_ref().is_none_or(|link| link.is_exchanged())
-                    })
+                    peers
+                        .get(member)
+                        .is_some_and(|peer| peer.exchanged_since_admission)
                 })
+                && peers
+                    .values()
+                    .all(|peer| peer.link.as_ref().is_none_or(|link| link.is_exchanged()))
         };
         if all_exchanged {
             self.fenced.store(false, Ordering::Release);

@@ -102,6 +102,7 @@ impl<H: Host> Engine<H> {
                         next_seq: 1,
                         receiving: false,
                         listed_epoch: Some(new.epoch),
+                        lost_step: false,
                     });
                 }
             } else {
@@ -116,6 +117,10 @@ impl<H: Host> Engine<H> {
             Some(mut following) if following.primary == new.primary => {
                 if new.is_backup(me) {
                     following.listed_epoch.get_or_insert(new.epoch);
+                    if following.lost_step {
+                        // Listed, but out of step since its link dropped: it needs a snapshot.
+                        self.send_resync(new.primary, partition, ctx.now_ms);
+                    }
                     state.following = Some(following);
                 } else if following
                     .listed_epoch
@@ -137,11 +142,15 @@ impl<H: Host> Engine<H> {
                     self.start_merge(state);
                 }
                 if synced && new.is_backup(me) {
+                    if following.lost_step {
+                        self.send_resync(new.primary, partition, ctx.now_ms);
+                    }
                     state.following = Some(Following {
                         primary: new.primary,
                         next_seq: 1,
                         receiving: false,
                         listed_epoch: Some(new.epoch),
+                        lost_step: following.lost_step,
                     });
                 }
             }
@@ -257,10 +266,9 @@ impl<H: Host> Engine<H> {
         let Some(record) = state.record.clone() else {
             return;
         };
-        let synced = state
-            .following
-            .as_ref()
-            .is_some_and(|following| following.primary == record.primary && !following.receiving);
+        let synced = state.following.as_ref().is_some_and(|following| {
+            following.primary == record.primary && !following.receiving && !following.lost_step
+        });
         if !synced {
             self.stats
                 .promotions_unsynced
@@ -450,8 +458,24 @@ impl<H: Host> Engine<H> {
     /// Rule 5: data of a partition this node neither owns, follows nor merges is dropped.
     fn drop_unowned_data(&self, partition: u32, state: &mut PartitionState) {
         let me = self.config.me;
-        if state.primary.is_some() || state.merge.is_some() || state.following.is_some() {
+        if state.primary.is_some() || state.merge.is_some() {
             return;
+        }
+        if let Some(following) = &state.following {
+            if !following.lost_step {
+                return;
+            }
+            // Out of step since its link to the primary dropped: the data may be the only copy
+            // (the primary may be dead, or may have listed this node in a record that never
+            // arrived). Dropped only once that primary is reachable and does not list it.
+            let listed = state
+                .record
+                .as_ref()
+                .is_some_and(|record| record.primary == following.primary && record.is_backup(me));
+            if listed || self.ready_link(following.primary).is_none() {
+                return;
+            }
+            state.following = None;
         }
         if state
             .record
@@ -481,13 +505,16 @@ impl<H: Host> Engine<H> {
         state.deferred.retain(|deferred| deferred.from != peer);
         self.deferred_total
             .fetch_sub(before - state.deferred.len(), Ordering::AcqRel);
-        if state
-            .following
-            .as_ref()
-            .is_some_and(|following| following.primary == peer)
+        if let Some(following) = &mut state.following
+            && following.primary == peer
         {
-            // Frames may have been lost with the link: this node is no longer in step.
-            state.following = None;
+            // Frames may have been lost with the link: this node is no longer in step. A partial
+            // snapshot is worthless; a complete copy is kept (see `Following::lost_step`).
+            if following.receiving {
+                state.following = None;
+            } else {
+                following.lost_step = true;
+            }
             state.needs_evaluation = true;
         }
         if let Some(merge) = &mut state.merge

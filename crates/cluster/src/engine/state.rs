@@ -162,6 +162,10 @@ pub(crate) struct Following {
     /// The epoch of the first record of `primary` that listed this node as a backup: a later
     /// record of the same primary without it means it was removed.
     pub(crate) listed_epoch: Option<Epoch>,
+    /// The link to `primary` dropped: frames may be missing. The data is kept (it may be the
+    /// only copy if the primary died) until the primary is reachable again and does not list
+    /// this node, a snapshot replaces it, or another primary receives it by merge.
+    pub(crate) lost_step: bool,
 }
 
 /// Data being merged into the partition's primary.
