@@ -614,10 +614,15 @@ impl Sim {
                     self.fail("invariant 4: never a wrong answer", detail);
                     return;
                 }
-                if deleted == 1 || (retried && present_allowed) {
+                if deleted == 1 {
                     self.stats.writes_acked += 1;
                     model.acked = State::Absent;
                     model.acked_hlc = None;
+                } else if retried {
+                    // 0 after a retry: an earlier attempt deleted it, or nothing happened (the
+                    // retry found nothing where it ran): either may hold.
+                    let now_ms = self.now_ms;
+                    model.unknown.push((State::Absent, now_ms));
                 }
             }
             (OpKind::Increment, Reply::Counter { value, cas }) => {

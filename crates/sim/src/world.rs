@@ -337,6 +337,10 @@ pub struct Sim {
     incarnations: u64,
     /// Clients start no new operation (the settle checks wait for quiet).
     pub(crate) quiesce: bool,
+    /// Frames and acknowledgements scheduled on links and not handled yet.
+    links_in_flight: usize,
+    /// Per client, the time of its one pending tick (duplicates would pile up otherwise).
+    client_tick_at: Vec<Option<u64>>,
     /// When tracing: the last record seen per (node, partition), to print changes.
     traced_records: BTreeMap<(usize, u32), Option<cluster::table::Record>>,
     traced_partition: Option<u32>,
@@ -381,6 +385,8 @@ impl Sim {
             relays: BTreeMap::new(),
             incarnations: 0,
             quiesce: false,
+            links_in_flight: 0,
+            client_tick_at: Vec::new(),
             traced_records: BTreeMap::new(),
             traced_partition: std::env::var("SIM_TRACE_PARTITION")
                 .ok()
@@ -814,6 +820,7 @@ impl Sim {
         self.nodes[from]
             .host
             .note_written_at(to_member, written_at, size);
+        self.links_in_flight += 1;
         self.schedule(
             deliver_at,
             EventKind::Input {
@@ -1234,7 +1241,12 @@ impl Sim {
                 node,
                 member,
                 input,
-            } => self.deliver_input(node, member, input),
+            } => {
+                if matches!(input, Input::Frame { .. } | Input::Ack { .. }) {
+                    self.links_in_flight -= 1;
+                }
+                self.deliver_input(node, member, input);
+            }
             EventKind::MembershipTick { node, member } => {
                 if self.nodes[node].member != member || !self.nodes[node].is_up() {
                     return;
@@ -1266,7 +1278,13 @@ impl Sim {
                 let next = self.now_ms + 10;
                 self.schedule(next, EventKind::EngineTick { node, member });
             }
-            EventKind::ClientTick { client } => self.client_tick(client),
+            EventKind::ClientTick { client } => {
+                // Only the pending tick runs; an earlier one replaced later ones.
+                if self.client_tick_at.get(client).copied().flatten() == Some(self.now_ms) {
+                    self.client_tick_at[client] = None;
+                    self.client_tick(client);
+                }
+            }
             EventKind::Connect {
                 low,
                 high,
@@ -1283,18 +1301,18 @@ impl Sim {
 
     /// Whether frames or acknowledgements are still travelling on some link.
     pub(crate) fn links_busy(&self) -> bool {
-        self.queue.iter().any(|Reverse(event)| {
-            matches!(
-                event.kind,
-                EventKind::Input {
-                    input: Input::Frame { .. } | Input::Ack { .. },
-                    ..
-                }
-            )
-        })
+        self.links_in_flight > 0
     }
 
+    /// Makes sure client `client` runs at `at_ms` at the latest (one pending tick per client).
     pub(crate) fn schedule_client(&mut self, client: usize, at_ms: u64) {
+        if self.client_tick_at.len() <= client {
+            self.client_tick_at.resize(client + 1, None);
+        }
+        if self.client_tick_at[client].is_some_and(|pending| pending <= at_ms) {
+            return;
+        }
+        self.client_tick_at[client] = Some(at_ms);
         self.schedule(at_ms, EventKind::ClientTick { client });
     }
 
