@@ -135,14 +135,24 @@ pub fn settle_problems(nodes: &[&Scd]) -> Vec<String> {
 /// [`settle_problems`] for nodes given by name and admin address (nodes this helper did not
 /// start, such as `scd demo`'s).
 pub fn settle_problems_at(nodes: &[(&str, SocketAddr)]) -> Vec<String> {
-    let expected: BTreeSet<String> = nodes.iter().map(|(name, _)| name.to_string()).collect();
+    let views: Vec<(String, Result<Json, String>)> = nodes
+        .iter()
+        .map(|&(name, admin_addr)| (name.to_string(), cluster_view_at(name, admin_addr)))
+        .collect();
+    settle_problems_of_views(&views)
+}
+
+/// [`settle_problems`] for views already fetched, one per node of the cluster, by node name
+/// (nodes in other network namespaces, whose views the test fetches from inside them).
+pub fn settle_problems_of_views(views: &[(String, Result<Json, String>)]) -> Vec<String> {
+    let expected: BTreeSet<String> = views.iter().map(|(name, _)| name.clone()).collect();
     let mut problems = Vec::new();
     let mut digests = BTreeSet::new();
-    for &(name, admin_addr) in nodes {
-        let view = match cluster_view_at(name, admin_addr) {
+    for (name, view) in views {
+        let view = match view {
             Ok(view) => view,
             Err(why) => {
-                problems.push(why);
+                problems.push(why.clone());
                 continue;
             }
         };
@@ -150,7 +160,7 @@ pub fn settle_problems_at(nodes: &[(&str, SocketAddr)]) -> Vec<String> {
         if view["serving"] != true {
             node_problems.push("not serving".to_string());
         }
-        let alive = alive_names(&view);
+        let alive = alive_names(view);
         if alive != expected {
             node_problems.push(format!("sees {alive:?} alive"));
         }
@@ -164,7 +174,7 @@ pub fn settle_problems_at(nodes: &[(&str, SocketAddr)]) -> Vec<String> {
                 node_problems.push(format!("{counter} {}", view[counter]));
             }
         }
-        let own_primaries = own_entry(&view).and_then(|entry| entry["primaries"].as_u64());
+        let own_primaries = own_entry(view).and_then(|entry| entry["primaries"].as_u64());
         if own_primaries.is_none_or(|primaries| primaries == 0) {
             node_problems.push(format!("primaries {own_primaries:?}"));
         }
@@ -173,7 +183,7 @@ pub fn settle_problems_at(nodes: &[(&str, SocketAddr)]) -> Vec<String> {
             problems.push(format!(
                 "{name}: {} — {}",
                 node_problems.join(", "),
-                describe_view(&view)
+                describe_view(view)
             ));
         }
     }
