@@ -129,6 +129,10 @@ pub struct EngineConfig {
     pub deferred_wait_ms_max: u64,
     /// Most relayed replies waiting for write-through acknowledgements at once.
     pub pending_replies_max: usize,
+    /// A partition whose owners this node saw die, ownerless for this long, is claimed by this
+    /// node even if it is not the target primary (the target may not know those owners and wait
+    /// out `unknown_member_grace_ms`), in ms. The target gets it back by handoff.
+    pub claim_fallback_ms: u64,
     /// A member named in a record that this node has never seen alive counts as dead only after
     /// this long, in ms: a joining node must not take over partitions of members it has simply
     /// not heard from yet (those that knew them act), but must not wait forever either.
@@ -166,6 +170,7 @@ impl EngineConfig {
             deferred_wait_ms_max: 5_000,
             pending_replies_max: 65_536,
             unknown_member_grace_ms: 3_000,
+            claim_fallback_ms: 1_000,
             handoff_drain_timeout_ms: 2_000,
             reevaluate_interval_ms: 200,
             chunks_per_tick_max: 64,
@@ -362,6 +367,17 @@ struct SeenMember {
     seen_alive: bool,
     /// When this node first heard of it, in ms.
     first_heard_ms: u64,
+}
+
+/// What a node knows of a member's death (see `Engine::death_knowledge`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Death {
+    /// Alive, or unknown and within the grace.
+    Alive,
+    /// Seen alive before and gone, or replaced by a newer incarnation.
+    Known,
+    /// Never heard from, for longer than the grace.
+    Presumed,
 }
 
 /// A relayed reply waiting for write-through acknowledgements.
@@ -1086,14 +1102,21 @@ impl<H: Host> Engine<H> {
     /// before, replaced by a newer incarnation of its node, or unheard of for longer than
     /// `unknown_member_grace_ms`.
     pub(crate) fn is_dead(&self, ctx: &Ctx, member: Member) -> bool {
+        self.death_knowledge(ctx, member) != Death::Alive
+    }
+
+    /// What this node knows of `member`'s death: alive, dead (seen alive before, or replaced by
+    /// a newer incarnation), or presumed dead (never heard from for `unknown_member_grace_ms`);
+    /// `Alive` also while it is unknown but within the grace.
+    pub(crate) fn death_knowledge(&self, ctx: &Ctx, member: Member) -> Death {
         if self.is_alive(ctx, member) {
-            return false;
+            return Death::Alive;
         }
         if member.id == self.config.me.id
             || ctx.view.sorted.iter().any(|alive| alive.id == member.id)
         {
             // Another incarnation of a node that is alive: that run is over.
-            return true;
+            return Death::Known;
         }
         let mut seen = self.seen_members.lock();
         let state = *seen.entry(member).or_insert(SeenMember {
@@ -1101,11 +1124,17 @@ impl<H: Host> Engine<H> {
             first_heard_ms: ctx.now_ms,
         });
         Self::bound_seen(&mut seen);
-        state.seen_alive
-            || ctx.now_ms
-                >= state
-                    .first_heard_ms
-                    .saturating_add(self.config.unknown_member_grace_ms)
+        if state.seen_alive {
+            Death::Known
+        } else if ctx.now_ms
+            >= state
+                .first_heard_ms
+                .saturating_add(self.config.unknown_member_grace_ms)
+        {
+            Death::Presumed
+        } else {
+            Death::Alive
+        }
     }
 
     fn mark_active(&self, partition: u32) {

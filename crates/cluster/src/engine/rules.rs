@@ -182,6 +182,7 @@ impl<H: Host> Engine<H> {
             .as_ref()
             .is_some_and(|record| self.is_alive(ctx, record.primary));
         if !self.is_fenced() {
+            let mut ownerless = false;
             let action = match &state.record {
                 None => {
                     if self.may_claim(ctx)
@@ -210,15 +211,30 @@ impl<H: Host> Engine<H> {
                     {
                         Some(first) if first == me => Action::Promote,
                         Some(_) => Action::Nothing,
-                        None if self.may_claim(ctx)
-                            && ctx.view.placement.target_primary(partition) == Some(me) =>
-                        {
-                            Action::Claim
+                        None => {
+                            ownerless = true;
+                            let since_ms = *state.ownerless_since_ms.get_or_insert(ctx.now_ms);
+                            let target = ctx.view.placement.target_primary(partition) == Some(me);
+                            // The target may never have seen those owners and wait out the
+                            // grace; a node that saw them die takes over after a while.
+                            let knows = record.owners().all(|owner| {
+                                self.death_knowledge(ctx, owner) == super::Death::Known
+                            });
+                            let fallback = knows
+                                && ctx.now_ms
+                                    >= since_ms.saturating_add(self.config.claim_fallback_ms);
+                            if self.may_claim(ctx) && (target || fallback) {
+                                Action::Claim
+                            } else {
+                                Action::Nothing
+                            }
                         }
-                        None => Action::Nothing,
                     }
                 }
             };
+            if !ownerless || !matches!(action, Action::Nothing) {
+                state.ownerless_since_ms = None;
+            }
             match action {
                 Action::Nothing => {}
                 Action::Claim => self.claim(partition, state, ctx),

@@ -27,6 +27,8 @@ pub(crate) struct PartitionState {
     pub(crate) needs_evaluation: bool,
     /// Cached from the last evaluation: the record's primary is in the view.
     pub(crate) primary_in_view: bool,
+    /// Since when every owner of the record has been dead, as this node saw it.
+    pub(crate) ownerless_since_ms: Option<u64>,
 }
 
 impl PartitionState {
