@@ -117,10 +117,6 @@ impl<H: Host> Engine<H> {
             Some(mut following) if following.primary == new.primary => {
                 if new.is_backup(me) {
                     following.listed_epoch.get_or_insert(new.epoch);
-                    if following.lost_step {
-                        // Listed, but out of step since its link dropped: it needs a snapshot.
-                        self.send_resync(new.primary, partition, ctx.now_ms);
-                    }
                     state.following = Some(following);
                 } else if following
                     .listed_epoch
@@ -142,9 +138,6 @@ impl<H: Host> Engine<H> {
                     self.start_merge(state);
                 }
                 if synced && new.is_backup(me) {
-                    if following.lost_step {
-                        self.send_resync(new.primary, partition, ctx.now_ms);
-                    }
                     state.following = Some(Following {
                         primary: new.primary,
                         next_seq: 1,
@@ -154,13 +147,15 @@ impl<H: Host> Engine<H> {
                     });
                 }
             }
-            None => {
-                if new.is_backup(me) {
-                    // Listed as synced, but this node does not follow anyone (its link to the
-                    // old primary dropped): the new primary must send it a snapshot.
-                    self.send_resync(new.primary, partition, ctx.now_ms);
-                }
-            }
+            None => {}
+        }
+        let in_step = state.following.as_ref().is_some_and(|following| {
+            following.primary == new.primary && !following.receiving && !following.lost_step
+        });
+        if new.is_backup(me) && !in_step {
+            // Listed as a synced backup, but not in step with that primary (its link dropped,
+            // or it took another primary's snapshot meanwhile): it must send a snapshot.
+            self.send_resync(new.primary, partition, ctx.now_ms);
         }
     }
 
