@@ -186,9 +186,7 @@ impl<H: Host> Engine<H> {
             .extract_if(.., |member| member.unreachable)
             .collect();
         for member in &removed {
-            if matches!(member.phase, StreamPhase::Snapshot { .. }) {
-                self.snapshot_finished(false);
-            }
+            self.stream_member_removed(member);
         }
         state.needs_evaluation = true;
         if handoff_sent {
@@ -226,9 +224,20 @@ impl<H: Host> Engine<H> {
 
     pub(super) fn abandon_snapshots(&self, primary: &PrimaryState) {
         for member in &primary.stream {
-            if matches!(member.phase, StreamPhase::Snapshot { .. }) {
-                self.snapshot_finished(false);
+            self.stream_member_removed(member);
+        }
+    }
+
+    /// A member left the stream: a snapshot to it, if any, is abandoned.
+    pub(super) fn stream_member_removed(&self, member: &StreamMember) {
+        match member.phase {
+            StreamPhase::Snapshot { .. } => self.snapshot_finished(false),
+            StreamPhase::SnapshotEnded { .. } => {
+                self.stats
+                    .snapshots_abandoned
+                    .fetch_add(1, Ordering::Relaxed);
             }
+            StreamPhase::Synced => {}
         }
     }
 
@@ -260,9 +269,7 @@ impl<H: Host> Engine<H> {
             })
             .collect();
         for member in &removed {
-            if matches!(member.phase, StreamPhase::Snapshot { .. }) {
-                self.snapshot_finished(false);
-            }
+            self.stream_member_removed(member);
         }
         let mut backups: Vec<Member> = record
             .backups
@@ -322,9 +329,7 @@ impl<H: Host> Engine<H> {
                 .extract_if(.., |member| !matches!(member.phase, StreamPhase::Synced))
                 .collect();
             for member in &receivers {
-                if matches!(member.phase, StreamPhase::Snapshot { .. }) {
-                    self.snapshot_finished(false);
-                }
+                self.stream_member_removed(member);
             }
             primary.handoff = Some(HandoffOut {
                 to: target_primary,
@@ -460,9 +465,6 @@ impl<H: Host> Engine<H> {
                     // The receiver never confirmed (it cannot have lost the frames on a live
                     // link, but it may have dropped the snapshot): start over.
                     member.unreachable = true;
-                    self.stats
-                        .snapshots_abandoned
-                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
             self.pump_catch_up(partition, epoch, primary, ctx.now_ms, chunk_budget);
@@ -721,9 +723,7 @@ impl<H: Host> Engine<H> {
             .extract_if(.., |member| member.member == from)
             .collect();
         for member in &removed {
-            if matches!(member.phase, StreamPhase::Snapshot { .. }) {
-                self.snapshot_finished(false);
-            }
+            self.stream_member_removed(member);
         }
         if !handoff_sent
             && let Some(record) = state.record.clone()

@@ -277,9 +277,12 @@ impl<H: Host> Engine<H> {
         let Some(record) = state.record.clone() else {
             return;
         };
-        let synced = state.following.as_ref().is_some_and(|following| {
-            following.primary == record.primary && !following.receiving && !following.lost_step
-        });
+        // Out of step because the dead primary's link reset is expected here: only frames in
+        // flight at its death can be missing (none acknowledged, in write-through).
+        let synced = state
+            .following
+            .as_ref()
+            .is_some_and(|following| following.primary == record.primary && !following.receiving);
         if !synced {
             self.stats
                 .promotions_unsynced
@@ -567,9 +570,7 @@ impl<H: Host> Engine<H> {
                 .extract_if(.., |member| member.member == peer)
                 .collect();
             for member in removed {
-                if matches!(member.phase, StreamPhase::Snapshot { .. }) {
-                    self.snapshot_finished(false);
-                }
+                self.stream_member_removed(&member);
             }
         }
         state.needs_evaluation = true;

@@ -19,6 +19,16 @@ macro_rules! counters {
             $( pub(crate) $name: AtomicU64, )*
         }
 
+        impl EngineStats {
+            /// Adds `other`'s counters to these (the longest handoff is the longer of the two):
+            /// totals over several nodes or runs.
+            pub fn accumulate(&mut self, other: &EngineStats) {
+                let longest = self.handoff_duration_ms_max.max(other.handoff_duration_ms_max);
+                $( self.$name = self.$name.saturating_add(other.$name); )*
+                self.handoff_duration_ms_max = longest;
+            }
+        }
+
         impl Counters {
             pub(crate) fn snapshot(&self) -> EngineStats {
                 EngineStats {
@@ -32,8 +42,8 @@ macro_rules! counters {
 counters! {
     /// Backups that promoted themselves (rule 1).
     promotions,
-    /// Promotions by a backup that did not consider itself synced (it promoted anyway, being
-    /// the first live backup of the record).
+    /// Promotions by a backup that was not following the dead primary with a complete copy
+    /// (it promoted anyway, being the first live backup of the record).
     promotions_unsynced,
     /// Partitions claimed by this node (rule 2).
     claims,
