@@ -297,12 +297,8 @@ pub struct RunStats {
     pub frames: u64,
     /// Datagrams delivered.
     pub datagrams: u64,
-    /// Keys merged after splits, summed over nodes (engine counters of live nodes).
-    pub merged_keys: u64,
-    /// Promotions, summed over live nodes.
-    pub promotions: u64,
-    /// Handoffs completed, summed over live nodes.
-    pub handoffs: u64,
+    /// The engines' counters, summed over every node that ran (killed and restarted ones too).
+    pub engine: cluster::engine::EngineStats,
     /// Simulated time, in ms.
     pub duration_ms: u64,
     /// Steps run.
@@ -335,6 +331,8 @@ pub struct Sim {
     /// (node, request id) → client waiting for the response.
     pub(crate) relays: BTreeMap<(usize, u64), usize>,
     incarnations: u64,
+    /// Counters of engines a restart replaced.
+    retired_engines: cluster::engine::EngineStats,
     /// Clients start no new operation (the settle checks wait for quiet).
     pub(crate) quiesce: bool,
     /// Frames and acknowledgements scheduled on links and not handled yet.
@@ -384,6 +382,7 @@ impl Sim {
             next_request_id: 1,
             relays: BTreeMap::new(),
             incarnations: 0,
+            retired_engines: cluster::engine::EngineStats::default(),
             quiesce: false,
             links_in_flight: 0,
             client_tick_at: Vec::new(),
@@ -407,13 +406,31 @@ impl Sim {
     pub fn stats(&self) -> RunStats {
         let mut stats = self.stats.clone();
         stats.duration_ms = self.now_ms - self.start_ms;
-        for node in self.nodes.iter().filter(|node| node.is_up()) {
-            let engine = node.engine.stats();
-            stats.merged_keys += engine.merged_keys;
-            stats.promotions += engine.promotions;
-            stats.handoffs += engine.handoffs_completed;
+        stats.engine = self.retired_engines;
+        for node in &self.nodes {
+            stats.engine.accumulate(&node.engine.stats());
         }
         stats
+    }
+
+    /// How many partitions node `index`'s table says it is primary of (0 for a slot that is
+    /// not up).
+    pub fn primary_count(&self, index: usize) -> usize {
+        let Some(node) = self.nodes.get(index).filter(|node| node.is_up()) else {
+            return 0;
+        };
+        (0..self.config.num_partitions)
+            .filter(|&partition| {
+                node.engine
+                    .record(partition)
+                    .is_some_and(|record| record.primary == node.member)
+            })
+            .count()
+    }
+
+    /// Number of node slots (up or not).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     pub(crate) fn trace(&self, text: impl FnOnce() -> String) {
@@ -583,6 +600,8 @@ impl Sim {
         if index == self.nodes.len() {
             self.nodes.push(node);
         } else {
+            let retired = self.nodes[index].engine.stats();
+            self.retired_engines.accumulate(&retired);
             self.nodes[index] = node;
         }
         self.trace(|| format!("start {} as {member}", name_of(index)));
