@@ -192,6 +192,7 @@ impl FrameHandler for Frames {
         let Some(io) = self.0.upgrade() else { return };
         io.host().link_started(link.member, link.frame_base);
         io.engine.handle_link_up(link.member, io.clock.now_ms());
+        io.metrics.peer_connections_opened.inc();
         tracing::info!(peer = ?link.member, "peer link up");
     }
 
@@ -248,6 +249,7 @@ impl FrameHandler for Frames {
 
     fn on_closed(&self, link: &Arc<Link>) {
         let Some(io) = self.0.upgrade() else { return };
+        io.metrics.peer_connections_closed.inc();
         tracing::info!(peer = ?link.member, "peer link down");
         io.relays.fail_all_to(link.member);
         io.engine.handle_link_down(link.member, io.clock.now_ms());

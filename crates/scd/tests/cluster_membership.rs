@@ -199,6 +199,16 @@ fn nodes_with_a_wrong_secret_or_another_cluster_name_are_refused_and_never_seen(
         .iter()
         .map(|node| metric(node, "scd_peer_connections_opened_total"))
         .collect();
+    // The metric counts links: each member has one to each other member, so the check below
+    // that no new one appears is not a check of a counter stuck at zero.
+    for (index, node) in members.iter().enumerate() {
+        assert!(
+            links_before[index] >= 2.0,
+            "{} counts {} peer links opened in a cluster of three",
+            node.name,
+            links_before[index]
+        );
+    }
     let bad_mac_before: Vec<f64> = members
         .iter()
         .map(|node| rejected(node, "bad_mac"))

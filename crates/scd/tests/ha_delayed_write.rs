@@ -170,11 +170,19 @@ fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_sta
             ));
         }
     }
-    let marked: f64 = survivors
-        .iter()
-        .map(|node| metric(node, "scd_failover_marked_sessions_total"))
-        .sum::<f64>()
-        - marked_before;
+    // Metrics are published on an interval: wait for the count rather than read it once.
+    let marked_now = || -> f64 {
+        survivors
+            .iter()
+            .map(|node| metric(node, "scd_failover_marked_sessions_total"))
+            .sum::<f64>()
+            - marked_before
+    };
+    let mut marked = marked_now();
+    common::wait_until(SETTLE_TIMEOUT, || {
+        marked = marked_now();
+        (marked >= on_killed.len() as f64).then_some(())
+    });
     eprintln!("scd_failover_marked_sessions_total rose by {marked} on the survivors");
     if marked < on_killed.len() as f64 {
         problems.push(format!(
