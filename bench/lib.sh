@@ -6,6 +6,12 @@ bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 scd_binary=${SCD_BINARY:-"$bench_root/target/release/scd"}
 work_dir=$(mktemp -d "${TMPDIR:-/tmp}/scd-bench.XXXXXX")
 started_pids=()
+# One benchmark at a time on this machine: two at once would measure each other.
+exec 9>"${TMPDIR:-/tmp}/scd-bench.lock"
+if ! flock -n 9; then
+  printf '==> waiting for another benchmark to finish (%s)\n' "${TMPDIR:-/tmp}/scd-bench.lock" >&2
+  flock 9
+fi
 # Other work on the machine skews the figures; the summary shows how busy it was.
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
