@@ -122,3 +122,111 @@ machine_summary() {
   echo "redis-server $(redis-server --version | awk '{ print $3 }' | tr -d 'v='); scd $scd_binary ($built_from)"
   echo "load average before the run: $load_before"
 }
+
+# --- Cluster nodes (bench/ha.sh, bench/failover.sh) ---
+
+# Ports handed out by node_port, so two nodes started back to back never get the same one
+# (free_port only knows which ports are listened on already).
+handed_out_ports=" "
+# Per node name: its client, peer and admin ports and the pid of its current process.
+declare -A node_client_port=() node_peer_port=() node_admin_port=() node_pid=()
+
+# A free loopback port that node_port has not handed out before.
+node_port() {
+  local port
+  for _ in $(seq 1 50); do
+    port=$(free_port)
+    if [[ $handed_out_ports != *" $port "* ]]; then
+      handed_out_ports+="$port "
+      echo "$port"
+      return
+    fi
+  done
+  echo "no free port" >&2
+  exit 1
+}
+
+# start_scd_node NAME [SCD RUN ARGS...]: starts a cluster node named NAME with client, peer and
+# admin ports of its own (the same ports again when NAME was started before, so a restarted node
+# comes back where it was), passing the extra arguments to `scd run` (e.g. --join, --backups).
+# Waits until it answers PING. Its log is $work_dir/NAME.log.
+start_scd_node() {
+  local name=$1
+  shift
+  if [[ -z ${node_client_port[$name]:-} ]]; then
+    node_client_port[$name]=$(node_port)
+    node_peer_port[$name]=$(node_port)
+    node_admin_port[$name]=$(node_port)
+  fi
+  "$scd_binary" run --name "$name" --client "127.0.0.1:${node_client_port[$name]}" \
+    --peer "127.0.0.1:${node_peer_port[$name]}" --admin "127.0.0.1:${node_admin_port[$name]}" \
+    --log-level warn "$@" 2>>"$work_dir/$name.log" &
+  node_pid[$name]=$!
+  started_pids+=("$!")
+  wait_for_ping "${node_client_port[$name]}"
+}
+
+# forget_pid PID: the process is gone (stopped or killed), so cleanup must not signal its pid,
+# which the system may have given to another process since.
+forget_pid() {
+  local pid kept=()
+  for pid in "${started_pids[@]}"; do
+    [[ $pid == "$1" ]] || kept+=("$pid")
+  done
+  started_pids=("${kept[@]}")
+}
+
+# stop_scd_node NAME: SIGTERM (a planned leave) and waits for the process to exit (30 s at most,
+# then SIGKILL).
+stop_scd_node() {
+  local pid=${node_pid[$1]}
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+# cluster_settled NAME...: true when every named node's /cluster shows all of them alive, the
+# same partition table, every partition owned and fully replicated, no handoff or snapshot in
+# progress and every node owning primaries (a restarted node has taken its share back).
+cluster_settled() {
+  local name json=() expect=$#
+  for name in "$@"; do
+    json+=("$(curl -s --max-time 2 "http://127.0.0.1:${node_admin_port[$name]}/cluster")")
+  done
+  printf '%s\n' "${json[@]}" | python3 -c '
+import json, sys
+expect = int(sys.argv[1])
+views = [json.loads(line) for line in sys.stdin if line.strip()]
+digests = {view["table_digest"] for view in views}
+ok = len(views) == expect and len(digests) == 1
+for view in views:
+    alive = [node for node in view["nodes"] if node["state"] == "alive"]
+    ok = ok and len(alive) == expect and view["serving"]
+    ok = ok and view["unowned_partitions"] == 0 and view["under_replicated_partitions"] == 0
+    ok = ok and view["handoffs_in_progress"] == 0 and view["snapshots_in_progress"] == 0
+    ok = ok and all(node["primaries"] > 0 for node in alive)
+sys.exit(0 if ok else 1)
+' "$expect" 2>/dev/null
+}
+
+# wait_for_cluster_settled NAME...: polls cluster_settled (60 s at most).
+wait_for_cluster_settled() {
+  for _ in $(seq 1 600); do
+    cluster_settled "$@" && return
+    sleep 0.1
+  done
+  echo "the cluster of $* did not settle within 60 s" >&2
+  exit 1
+}
+
+# node_sessions NAME: the sessions node NAME holds itself (primary and backup copies), from the
+# entry for itself in its /cluster.
+node_sessions() {
+  curl -s --max-time 2 "http://127.0.0.1:${node_admin_port[$1]}/cluster" |
+    python3 -c 'import json, sys; print(next(n["sessions"] for n in json.load(sys.stdin)["nodes"] if n["self"]))'
+}
