@@ -230,3 +230,24 @@ node_sessions() {
   curl -s --max-time 2 "http://127.0.0.1:${node_admin_port[$1]}/cluster" |
     python3 -c 'import json, sys; print(next(n["sessions"] for n in json.load(sys.stdin)["nodes"] if n["self"]))'
 }
+
+# generate_sessions COUNT FILE: COUNT sessions as raw RESP for redis-cli --pipe, the generator of
+# bench/memory.sh (same seed, so the same bytes): SET PHPREDIS_SESSION:<26 digits> <1-4 KB> EX 1440.
+# Prints the total payload bytes.
+generate_sessions() {
+  perl -e '
+    srand(20261123);
+    my @alphabet = ("a".."z", "A".."Z", "0".."9", "+", "/");
+    my ($sessions) = @ARGV;
+    my $total = 0;
+    for my $index (1 .. $sessions) {
+      my $key = sprintf("PHPREDIS_SESSION:%026d", $index);
+      my $size = 1024 + int(rand(3 * 1024 + 1));
+      my $value = join("", map { $alphabet[int(rand(64))] } 1 .. $size);
+      $total += $size;
+      print "*5\r\n\$3\r\nSET\r\n\$", length($key), "\r\n$key\r\n\$", $size, "\r\n$value\r\n\$2\r\nEX\r\n\$4\r\n1440\r\n";
+    }
+    print STDERR "$total\n";
+  ' "$1" >"$2" 2>"$2.payload"
+  cat "$2.payload"
+}
