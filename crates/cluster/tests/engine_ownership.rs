@@ -72,6 +72,30 @@ fn a_second_node_takes_its_share_by_snapshot_and_handoff_losing_no_key() {
     );
     assert!(stats_a.handoffs_completed > 0 && stats_b.handoffs_taken > 0);
     assert_eq!(stats_a.handoffs_completed, stats_b.handoffs_taken);
+    // Every completed handoff's duration is drained once, for the node's histogram, and the
+    // durations add up to the engine's total.
+    let durations_ms = cluster.nodes[a].engine.drain_handoff_durations_ms();
+    assert_eq!(durations_ms.len() as u64, stats_a.handoffs_completed);
+    assert_eq!(
+        durations_ms.iter().sum::<u64>(),
+        stats_a.handoff_duration_ms_total
+    );
+    assert_eq!(
+        durations_ms.iter().max().copied(),
+        Some(stats_a.handoff_duration_ms_max)
+    );
+    assert!(
+        cluster.nodes[a]
+            .engine
+            .drain_handoff_durations_ms()
+            .is_empty()
+    );
+    assert!(
+        cluster.nodes[b]
+            .engine
+            .drain_handoff_durations_ms()
+            .is_empty()
+    );
     for key in &keys {
         let expected = Reply::Bulk(Bytes::from(format!("v-{key}")));
         assert_eq!(cluster.get(a, key), expected, "{key} through a");

@@ -206,6 +206,13 @@ impl Published {
             engine.handoffs_completed,
             self.engine.handoffs_completed,
         ));
+        // Drained after the counter was read: a handoff completing in between shows in the
+        // histogram a second before the counter, never the other way round.
+        for duration_ms in node.io.engine.drain_handoff_durations_ms() {
+            metrics
+                .handoff_duration
+                .observe(Duration::from_millis(duration_ms));
+        }
         metrics
             .snapshots_sent
             .inc_by(delta(engine.snapshots_sent, self.engine.snapshots_sent));

@@ -45,11 +45,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use parking_lot::{Mutex, RwLock};
 use store::{Op, Reply, Store};
 
-pub use self::stats::{BUSY_PARTITIONS_SHOWN, EngineStats, MemberOwnership, Summary};
+pub use self::stats::{
+    BUSY_PARTITIONS_SHOWN, EngineStats, HANDOFF_DURATIONS_KEPT_MAX, MemberOwnership, Summary,
+};
 
 use self::link::{PeerLink, PeerState};
 use self::state::{HandoffPhase, PartitionState};
-use self::stats::Counters;
+use self::stats::{Counters, HandoffDurations};
 use crate::table::{
     Member, OWNERS_PER_PARTITION_MAX, Placement, Record, ViewMember, record_digest,
 };
@@ -420,6 +422,8 @@ pub struct Engine<H: Host> {
     deferred_total: AtomicUsize,
     last_full_evaluation_ms: AtomicU64,
     stats: Counters,
+    /// Durations of completed handoffs the node has not drained into its histogram yet.
+    handoff_durations: HandoffDurations,
 }
 
 impl<H: Host> Engine<H> {
@@ -481,6 +485,7 @@ impl<H: Host> Engine<H> {
             deferred_total: AtomicUsize::new(0),
             last_full_evaluation_ms: AtomicU64::new(now_ms),
             stats: Counters::default(),
+            handoff_durations: HandoffDurations::default(),
             config,
         };
         if engine.config.join_wait_ms == 0 {
@@ -981,6 +986,13 @@ impl<H: Host> Engine<H> {
     /// Counters.
     pub fn stats(&self) -> EngineStats {
         self.stats.snapshot()
+    }
+
+    /// The durations in ms of the handoffs completed (as the old primary) since the last call,
+    /// oldest first, for a histogram; at most `HANDOFF_DURATIONS_KEPT_MAX`, the oldest dropped
+    /// first when nobody drains them.
+    pub fn drain_handoff_durations_ms(&self) -> Vec<u64> {
+        self.handoff_durations.drain()
     }
 
     /// The cluster as this node sees it.

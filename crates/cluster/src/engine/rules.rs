@@ -91,6 +91,7 @@ impl<H: Host> Engine<H> {
                 self.stats
                     .handoff_duration_ms_max
                     .fetch_max(duration_ms, Ordering::Relaxed);
+                self.handoff_durations.push(duration_ms);
             }
             if handoff_sent {
                 // Every backup acknowledged everything before the handoff was sent, so the new

@@ -1,7 +1,9 @@
 //! Engine counters (cheap atomics, read without locks) and the status summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 use crate::table::Member;
 
@@ -116,6 +118,37 @@ counters! {
     invalid_partitions,
 }
 
+/// Most completed handoff durations kept until the node drains them
+/// (`Engine::drain_handoff_durations_ms`): the node drains every second, and a whole table
+/// moving at once is at most a few thousand handoffs.
+pub const HANDOFF_DURATIONS_KEPT_MAX: usize = 4_096;
+
+/// The durations of completed handoffs not yet drained, oldest first, for a histogram.
+///
+/// A `parking_lot` mutex taken last (after a partition lock), held only to push or swap.
+#[derive(Debug, Default)]
+pub(crate) struct HandoffDurations {
+    durations_ms: Mutex<VecDeque<u64>>,
+}
+
+impl HandoffDurations {
+    /// Records one completed handoff; past `HANDOFF_DURATIONS_KEPT_MAX` undrained ones the oldest
+    /// is dropped (the totals in `EngineStats` still count it).
+    pub(crate) fn push(&self, duration_ms: u64) {
+        let mut durations_ms = self.durations_ms.lock();
+        if durations_ms.len() >= HANDOFF_DURATIONS_KEPT_MAX {
+            durations_ms.pop_front();
+        }
+        durations_ms.push_back(duration_ms);
+    }
+
+    /// Takes every duration recorded since the last drain, oldest first.
+    pub(crate) fn drain(&self) -> Vec<u64> {
+        let mut durations_ms = self.durations_ms.lock();
+        std::mem::take(&mut *durations_ms).into()
+    }
+}
+
 /// What one member owns, as this node's table says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemberOwnership {
@@ -159,3 +192,30 @@ pub struct Summary {
 
 /// Most partitions `Summary::busy_partitions` lists.
 pub const BUSY_PARTITIONS_SHOWN: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handoff_durations_are_drained_oldest_first_and_once() {
+        let durations = HandoffDurations::default();
+        durations.push(7);
+        durations.push(3);
+        assert_eq!(durations.drain(), vec![7, 3]);
+        assert_eq!(durations.drain(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn undrained_handoff_durations_keep_only_the_newest() {
+        let durations = HandoffDurations::default();
+        let pushed = HANDOFF_DURATIONS_KEPT_MAX as u64 + 5;
+        for duration_ms in 0..pushed {
+            durations.push(duration_ms);
+        }
+        let drained = durations.drain();
+        assert_eq!(drained.len(), HANDOFF_DURATIONS_KEPT_MAX);
+        assert_eq!(drained.first(), Some(&5));
+        assert_eq!(drained.last(), Some(&(pushed - 1)));
+    }
+}
