@@ -131,14 +131,15 @@ handed_out_ports=" "
 # Per node name: its client, peer and admin ports and the pid of its current process.
 declare -A node_client_port=() node_peer_port=() node_admin_port=() node_pid=()
 
-# A free loopback port that node_port has not handed out before.
+# node_port VAR: sets VAR to a free loopback port that node_port has not handed out before. It
+# sets a variable rather than printing, because a $(...) subshell would lose handed_out_ports.
 node_port() {
-  local port
+  local candidate_port
   for _ in $(seq 1 50); do
-    port=$(free_port)
-    if [[ $handed_out_ports != *" $port "* ]]; then
-      handed_out_ports+="$port "
-      echo "$port"
+    candidate_port=$(free_port)
+    if [[ $handed_out_ports != *" $candidate_port "* ]]; then
+      handed_out_ports+="$candidate_port "
+      printf -v "$1" '%s' "$candidate_port"
       return
     fi
   done
@@ -154,9 +155,9 @@ start_scd_node() {
   local name=$1
   shift
   if [[ -z ${node_client_port[$name]:-} ]]; then
-    node_client_port[$name]=$(node_port)
-    node_peer_port[$name]=$(node_port)
-    node_admin_port[$name]=$(node_port)
+    node_port "node_client_port[$name]"
+    node_port "node_peer_port[$name]"
+    node_port "node_admin_port[$name]"
   fi
   "$scd_binary" run --name "$name" --client "127.0.0.1:${node_client_port[$name]}" \
     --peer "127.0.0.1:${node_peer_port[$name]}" --admin "127.0.0.1:${node_admin_port[$name]}" \
