@@ -173,16 +173,9 @@ pub(crate) fn memcached_command_index(memcached_index: usize) -> usize {
     resp::table::COMMAND_TABLE.len() + memcached_index
 }
 
-/// The statistics index of a RESP command name (the row of the command table), found by the same
-/// binary search as the table's own lookup.
+/// The statistics index of a RESP command name: its row of the command table.
 pub(crate) fn resp_command_index(name: &[u8]) -> Option<usize> {
-    resp::table::COMMAND_TABLE
-        .binary_search_by(|spec| {
-            spec.name
-                .bytes()
-                .cmp(name.iter().map(u8::to_ascii_lowercase))
-        })
-        .ok()
+    resp::table::lookup_index(name)
 }
 
 /// A random 40-hex-digit run id. Not a secret: it only has to differ between starts.
