@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# The cost of high availability (issue 4), measured in one run:
+#
+# 1. Throughput: three 2-node scd clusters side by side, --backups 0, --backups 1 --write-mode
+#    through, --backups 1 --write-mode delayed, under the same redis-benchmark load sent to the first
+#    node of each (redis-benchmark -t set,get -c 50 -d 512 -r 100000, without pipelining and with
+#    -P 16), several rounds with the order of the three rotating each round. Prints the median ops/s
+#    of each and the median and range of the per-round ratios through/0 (goal >= 0.90) and
+#    delayed/0 (goal >= 0.95).
+# 2. Memory of primary + backup per session: 100 000 sessions of 1-4 KB with EX 1440 (the generator
+#    of bench/memory.sh) loaded with redis-cli --pipe into redis-server with one replica
+#    (--replicaof) and into a 2-node scd cluster with --backups 1 (write-through), each measured once
+#    the copy has caught up (redis: INFO replication offsets equal; scd: /cluster shows no
+#    under-replicated partition and both nodes hold every session). Bytes per session = the sum over
+#    both processes of (after - before) / sessions, from INFO used_memory and from RSS. Prints the
+#    ratio scd/redis (goal <= 1.0, the single-node goal of issue 2).
+#
+#   bash bench/ha.sh                                   defaults: 3 rounds of 200000 requests, 100000 sessions
+#   ROUNDS=5 REQUESTS=500000 SESSIONS=200000 bash bench/ha.sh
+#   PARTS=throughput bash bench/ha.sh                  only part 1 (PARTS=memory: only part 2)
+#
+# Nothing is pinned to a core: redis-benchmark and both nodes of a cluster share the machine.
+# SCD_BINARY=path uses that scd binary instead of building one. Not run in CI.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+rounds=${ROUNDS:-3}
+requests=${REQUESTS:-200000}
+sessions=${SESSIONS:-100000}
+parts=${PARTS:-throughput,memory}
+clients=50
+value_bytes=512
+keyspace=100000
+modes="zero through delayed"
+
+require_tools redis-server redis-cli redis-benchmark perl python3 curl
+build_scd
+
+# --- 1. Throughput ---------------------------------------------------------------------------
+
+# mode_args MODE: the scd run flags of a mode.
+mode_args() {
+  case $1 in
+  zero) echo "--backups 0" ;;
+  through) echo "--backups 1 --write-mode through" ;;
+  delayed) echo "--backups 1 --write-mode delayed" ;;
+  esac
+}
+
+throughput_results="$work_dir/throughput"
+: >"$throughput_results"
+
+measure_throughput() {
+  local mode
+  # All three clusters run for the whole part, so every round measures each under the same
+  # background; an idle cluster costs only its heartbeats.
+  for mode in $modes; do
+    # shellcheck disable=SC2046 # the mode's flags are separate words
+    start_scd_node "${mode}1" --cluster "ha-$mode" $(mode_args "$mode")
+    # shellcheck disable=SC2046
+    start_scd_node "${mode}2" --cluster "ha-$mode" $(mode_args "$mode") \
+      --join "127.0.0.1:${node_peer_port[${mode}1]}"
+  done
+  for mode in $modes; do
+    wait_for_cluster_settled "${mode}1" "${mode}2"
+    say "cluster $mode: $(mode_args "$mode"), load on port ${node_client_port[${mode}1]}"
+  done
+
+  local round pipeline order target
+  for round in $(seq 1 "$rounds"); do
+    for pipeline in 1 16; do
+      # Each of the three goes first, second and last in turn.
+      case $((round % 3)) in
+      1) order="zero through delayed" ;;
+      2) order="through delayed zero" ;;
+      0) order="delayed zero through" ;;
+      esac
+      for target in $order; do
+        say "round $round/$rounds: $target, -P $pipeline"
+        redis-benchmark -h 127.0.0.1 -p "${node_client_port[${target}1]}" -t set,get -c "$clients" \
+          -d "$value_bytes" -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
+          tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
+          '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$throughput_results"
+      done
+    done
+  done
+
+  for mode in $modes; do
+    stop_scd_node "${mode}1"
+    stop_scd_node "${mode}2"
+  done
+}
+
+median() {
+  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+report_throughput() {
+  echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspace -n $requests -P {1,16} --csv" \
+    "against the first node of each 2-node cluster (median of $rounds rounds, order rotating)"
+  echo
+  printf '%-6s %-9s %11s %11s %11s %-9s %9s %11s %6s %-7s\n' \
+    test pipeline "0_ops_s" through_ops delayed_ops ratio median "round range" goal verdict
+  local pipeline test label mode goal ratio range verdict
+  for pipeline in 1 16; do
+    for test in SET GET; do
+      if ((pipeline == 1)); then label="none"; else label="-P 16"; fi
+      declare -A rps=()
+      for mode in $modes; do
+        rps[$mode]=$(awk -v m="$mode" -v p="$pipeline" -v t="$test" \
+          '$1 == m && $2 == p && $3 == t { print $4 }' "$throughput_results" | median)
+      done
+      for mode in through delayed; do
+        if [[ $mode == through ]]; then goal=0.90; else goal=0.95; fi
+        # Per-round ratios: the runs of one round are next to each other in time, so load drifting
+        # over the run skews them less than a ratio of medians would.
+        awk -v m="$mode" -v p="$pipeline" -v t="$test" '
+          $2 == p && $3 == t { rps[$1, $5] = $4; rounds[$5] = 1 }
+          END { for (r in rounds) print rps[m, r] / rps["zero", r] }' "$throughput_results" >"$work_dir/ratios"
+        ratio=$(median <"$work_dir/ratios" | awk '{ printf "%.3f", $1 }')
+        range=$(sort -g "$work_dir/ratios" | awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.2f-%.2f", low, high }')
+        verdict=$(awk -v r="$ratio" -v g="$goal" 'BEGIN { print (r >= g) ? "met" : "MISSED" }')
+        printf '%-6s %-9s %11.0f %11.0f %11.0f %-9s %9s %11s %6s %-7s\n' "$test" "$label" \
+          "${rps[zero]}" "${rps[through]}" "${rps[delayed]}" "$mode/0" "$ratio" "$range" ">=$goal" "$verdict"
+      done
+    done
+  done
+}
+
+# --- 2. Memory of primary + backup -------------------------------------------------------------
+
+# wait_for_redis_replica PRIMARY_PORT REPLICA_PORT: until the replica's link is up and its offset
+# equals the primary's (120 s at most).
+wait_for_redis_replica() {
+  local primary_offset replica_info
+  for _ in $(seq 1 1200); do
+    primary_offset=$(redis-cli -p "$1" INFO replication | tr -d '\r' | awk -F: '$1 == "master_repl_offset" { print $2 }')
+    replica_info=$(redis-cli -p "$2" INFO replication | tr -d '\r')
+    if grep -q '^master_link_status:up$' <<<"$replica_info" &&
+      grep -qx "slave_repl_offset:$primary_offset" <<<"$replica_info"; then
+      return
+    fi
+    sleep 0.1
+  done
+  echo "the redis replica did not catch up within 120 s" >&2
+  exit 1
+}
+
+# wait_for_scd_copies NAME1 NAME2: until the cluster is settled and both nodes hold every session
+# (with 2 nodes and --backups 1 each node has all of them, as primary or backup; 120 s at most).
+wait_for_scd_copies() {
+  for _ in $(seq 1 1200); do
+    if cluster_settled "$1" "$2" && [[ $(node_sessions "$1") == "$sessions" && $(node_sessions "$2") == "$sessions" ]]; then
+      return
+    fi
+    sleep 0.1
+  done
+  echo "scd nodes $1 and $2 did not both hold $sessions sessions within 120 s" >&2
+  exit 1
+}
+
+# load_sessions PORT NAME: pipes the sessions into the server on PORT and checks every reply.
+load_sessions() {
+  redis-cli -p "$1" --pipe <"$work_dir/sessions.resp" >"$work_dir/$2.pipe" 2>&1
+  grep -q "errors: 0, replies: $sessions" "$work_dir/$2.pipe" || {
+    cat "$work_dir/$2.pipe" >&2
+    exit 1
+  }
+}
+
+measure_memory() {
+  say "generating $sessions sessions of 1-4 KB"
+  payload_bytes=$(generate_sessions "$sessions" "$work_dir/sessions.resp")
+
+  # redis-server with one replica. start_redis gives the primary; the replica is started here.
+  start_redis
+  local replica_port replica_pid
+  node_port replica_port
+  redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    --replicaof 127.0.0.1 "$redis_port" --logfile "$work_dir/redis-replica.log" &
+  replica_pid=$!
+  started_pids+=("$replica_pid")
+  wait_for_ping "$replica_port"
+  wait_for_redis_replica "$redis_port" "$replica_port"
+  say "redis primary on $redis_port (pid $redis_pid), replica on $replica_port (pid $replica_pid)"
+  local before_used before_rss after_used after_rss
+  before_used=$(($(used_memory "$redis_port") + $(used_memory "$replica_port")))
+  before_rss=$(($(rss_bytes "$redis_pid") + $(rss_bytes "$replica_pid")))
+  say "loading into the redis primary"
+  load_sessions "$redis_port" redis
+  wait_for_redis_replica "$redis_port" "$replica_port"
+  if [[ $(redis-cli -p "$replica_port" DBSIZE) != "$sessions" ]]; then
+    echo "the redis replica does not hold $sessions keys" >&2
+    exit 1
+  fi
+  after_used=$(($(used_memory "$redis_port") + $(used_memory "$replica_port")))
+  after_rss=$(($(rss_bytes "$redis_pid") + $(rss_bytes "$replica_pid")))
+  redis_memory="$(((after_used - before_used) / sessions)) $(((after_rss - before_rss) / sessions)) $after_used $after_rss"
+  # Both stopped before scd starts, so the machine's memory is not shared between the two.
+  kill "$redis_pid" "$replica_pid"
+  wait "$redis_pid" "$replica_pid" 2>/dev/null || true
+  forget_pid "$redis_pid"
+  forget_pid "$replica_pid"
+
+  # scd: 2 nodes at the defaults (--backups 1, write-through).
+  start_scd_node memory1 --cluster ha-memory
+  start_scd_node memory2 --cluster ha-memory --join "127.0.0.1:${node_peer_port[memory1]}"
+  wait_for_cluster_settled memory1 memory2
+  local port1=${node_client_port[memory1]} port2=${node_client_port[memory2]}
+  local pid1=${node_pid[memory1]} pid2=${node_pid[memory2]}
+  say "scd nodes on $port1 (pid $pid1) and $port2 (pid $pid2)"
+  before_used=$(($(used_memory "$port1") + $(used_memory "$port2")))
+  before_rss=$(($(rss_bytes "$pid1") + $(rss_bytes "$pid2")))
+  say "loading into scd node memory1"
+  load_sessions "$port1" scd
+  wait_for_scd_copies memory1 memory2
+  after_used=$(($(used_memory "$port1") + $(used_memory "$port2")))
+  after_rss=$(($(rss_bytes "$pid1") + $(rss_bytes "$pid2")))
+  scd_memory="$(((after_used - before_used) / sessions)) $(((after_rss - before_rss) / sessions)) $after_used $after_rss"
+  stop_scd_node memory1
+  stop_scd_node memory2
+}
+
+report_memory() {
+  local redis_used redis_rss redis_used_total redis_rss_total scd_used scd_rss scd_used_total scd_rss_total
+  read -r redis_used redis_rss redis_used_total redis_rss_total <<<"$redis_memory"
+  read -r scd_used scd_rss scd_used_total scd_rss_total <<<"$scd_memory"
+  echo "load: $sessions x SET PHPREDIS_SESSION:<26 digits> <1-4 KB> EX 1440 via redis-cli --pipe;" \
+    "mean value $((payload_bytes / sessions)) bytes; redis-server + 1 replica vs 2 scd nodes --backups 1"
+  echo
+  printf '%-36s %12s %12s %9s %6s\n' "bytes per session, both processes" redis+replica scd-2-nodes scd/redis goal
+  local row label redis_value scd_value ratio verdict
+  for row in "INFO used_memory:$redis_used:$scd_used" "RSS (VmRSS):$redis_rss:$scd_rss"; do
+    IFS=: read -r label redis_value scd_value <<<"$row"
+    ratio=$(awk -v a="$scd_value" -v b="$redis_value" 'BEGIN { printf "%.3f", a / b }')
+    verdict=$(awk -v r="$ratio" 'BEGIN { print (r <= 1.0) ? "met" : "MISSED" }')
+    printf '%-36s %12s %12s %9s %6s %s\n' "$label" "$redis_value" "$scd_value" "$ratio" "<=1.0" "$verdict"
+  done
+  echo
+  echo "totals after loading (both processes): redis used_memory $redis_used_total, RSS $redis_rss_total;" \
+    "scd used_memory $scd_used_total, RSS $scd_rss_total"
+}
+
+if [[ ,$parts, == *,throughput,* ]]; then measure_throughput; fi
+if [[ ,$parts, == *,memory,* ]]; then measure_memory; fi
+
+echo
+machine_summary
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ ,$parts, == *,throughput,* ]]; then
+  echo
+  echo "== HA overhead: throughput with backups against --backups 0 =="
+  report_throughput
+fi
+if [[ ,$parts, == *,memory,* ]]; then
+  echo
+  echo "== memory of primary + backup per session =="
+  report_memory
+fi
