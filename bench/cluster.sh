@@ -209,9 +209,23 @@ def main(command, *args):
         for part in args[1].split("."):
             value = value[part]
         print(value)
+    elif command == "wait-snapshots":
+        # wait-snapshots PORT COUNT: waits until the node's published metrics count COUNT
+        # snapshots received (counters are published once a second, so they lag the /cluster
+        # view by up to that); prints the snapshot bytes received.
+        port, count, deadline = int(args[0]), int(args[1]), time.time() + 10
+        while True:
+            metrics = fetch(port, "/stats")["metrics"]
+            if metrics["snapshots_received_total"] >= count:
+                print(metrics["snapshot_received_bytes_total"])
+                return
+            if time.time() > deadline:
+                sys.exit(f"{metrics['snapshots_received_total']} snapshots received, expected {count}")
+            time.sleep(0.1)
     elif command == "wait-placed":
         # wait-placed START_EPOCH_S DEADLINE_S BACKUPS NUM_PARTITIONS NAME=PORT...: waits until
-        # settled_as_placed, polling every 20 ms; prints the seconds since START_EPOCH_S.
+        # settled_as_placed, polling every 20 ms; prints the seconds since START_EPOCH_S and the
+        # number of partitions the last NAME owns (primary or backup).
         start, deadline_s = float(args[0]), float(args[1])
         backups, num_partitions = int(args[2]), int(args[3])
         nodes = dict(arg.split("=") for arg in args[4:])
@@ -223,7 +237,7 @@ def main(command, *args):
         while True:
             try:
                 if settled_as_placed(list(nodes.values()), backups, num_partitions, expected):
-                    print(f"{time.time() - start:.3f}")
+                    print(f"{time.time() - start:.3f}", sum(expected[list(nodes)[-1]]))
                     return
             except (OSError, ValueError, KeyError):
                 pass  # a node not answering yet, or a view being rebuilt: look again
@@ -401,9 +415,10 @@ for backups in $handoff_backups; do
   say "--backups $backups: loaded in $load_seconds s; $c joins"
   join_start=$(date +%s.%N)
   start_scd_node "$c" --cluster "bench-handoff-$backups" --backups "$backups" --join "127.0.0.1:${node_peer_port[$a]}"
-  join_seconds=$(placement wait-placed "$join_start" "$handoff_deadline_s" "$backups" "$num_partitions" \
-    "$a=${node_admin_port[$a]}" "$b=${node_admin_port[$b]}" "$c=${node_admin_port[$c]}")
-  received_bytes=$(node_stat "$c" metrics.snapshot_received_bytes_total)
+  read -r join_seconds joined_partitions < <(placement wait-placed "$join_start" "$handoff_deadline_s" \
+    "$backups" "$num_partitions" "$a=${node_admin_port[$a]}" "$b=${node_admin_port[$b]}" "$c=${node_admin_port[$c]}")
+  [[ -n $join_seconds ]] || exit 1
+  received_bytes=$(placement wait-snapshots "${node_admin_port[$c]}" "$joined_partitions")
   received_keys=$(node_stat "$c" keys)
   keys=$(redis-cli -p "${node_client_port[$c]}" DBSIZE)
   if [[ $keys != "$num_sessions" ]]; then
