@@ -262,3 +262,38 @@ kill_scd_node() {
   wait "$pid" 2>/dev/null || true
   forget_pid "$pid"
 }
+
+# --- memcached (bench/memcached.sh) ---
+
+# wait_for_memcached PORT: waits until a memcached-protocol server on PORT answers `version`
+# (10 s at most).
+wait_for_memcached() {
+  local port=$1 reply
+  for _ in $(seq 1 200); do
+    reply=$(exec 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$port" &&
+      printf 'version\r\n' >&3 && timeout 1 head -c 8 <&3) || true
+    if [[ $reply == VERSION* ]]; then
+      return
+    fi
+    sleep 0.05
+  done
+  echo "nothing answers the memcached version command on port $port" >&2
+  exit 1
+}
+
+# start_memcached THREADS [MEMCACHED ARGS...]: memcached on a free loopback port, TCP only, with
+# THREADS worker threads and 1 GiB of memory (the default 64 MB would evict part of a benchmark's
+# key space); sets memcached_port and memcached_pid.
+start_memcached() {
+  local threads=$1
+  shift
+  node_port memcached_port
+  local as_user=()
+  # memcached refuses to run as root unless told which user to be.
+  if ((EUID == 0)); then as_user=(-u root); fi
+  memcached -p "$memcached_port" -U 0 -l 127.0.0.1 -t "$threads" -m 1024 "${as_user[@]}" "$@" \
+    >"$work_dir/memcached.log" 2>&1 &
+  memcached_pid=$!
+  started_pids+=("$memcached_pid")
+  wait_for_memcached "$memcached_port"
+}
