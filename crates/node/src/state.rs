@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use admin::{CommandStats, Metrics};
 use store::Store;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -30,6 +30,23 @@ pub(crate) struct NodeCounters {
     pub(crate) net_output_bytes: AtomicU64,
     /// Error replies sent to clients.
     pub(crate) error_replies: AtomicU64,
+}
+
+/// A connection's wait for the node's shutdown. Waiting on the node's token itself would lock
+/// its one mutex twice per read (register, unregister) from every client thread at once; a
+/// child token, cancelled with it, waited on by one future kept for the whole connection, is
+/// locked only by this connection.
+pub(crate) struct ShutdownSignal(std::pin::Pin<Box<WaitForCancellationFutureOwned>>);
+
+impl ShutdownSignal {
+    pub(crate) fn new(node_shutdown: &CancellationToken) -> ShutdownSignal {
+        ShutdownSignal(Box::pin(node_shutdown.child_token().cancelled_owned()))
+    }
+
+    /// Completes once the node shuts down (at once if it has).
+    pub(crate) async fn wait(&mut self) {
+        self.0.as_mut().await;
+    }
 }
 
 /// Bytes a connection read and wrote, added to the node's counters in batches: two shared atomics

@@ -22,7 +22,7 @@ use super::binary::BinaryFrontEnd;
 use super::stats::{Command, Counters, NodeMemcached, node_memcached};
 use super::text::TextFrontEnd;
 use crate::pending::{BoxFuture, Pending};
-use crate::state::{ByteTally, NodeCounters, NodeState};
+use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal};
 
 /// Room kept free in the input buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -287,8 +287,9 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, peer: So
     let node = node_memcached(&state);
     let mut tally = ByteTally::new(&state.counters);
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut shutdown = ShutdownSignal::new(&state.shutdown);
     while input.is_empty() {
-        if read_more(&state, &mut tally, &mut stream, &mut input)
+        if read_more(&mut shutdown, &mut tally, &mut stream, &mut input)
             .await
             .is_err()
         {
@@ -318,6 +319,7 @@ async fn serve_with<F: FrontEnd>(
 ) {
     let mut replies = ReplyQueue::with_capacity(READ_CHUNK_BYTES);
     let mut in_flight = InFlight::default();
+    let mut shutdown = ShutdownSignal::new(&state.shutdown);
     loop {
         // Run every complete request in the input.
         let mut close = false;
@@ -389,7 +391,7 @@ async fn serve_with<F: FrontEnd>(
         if input.is_empty() {
             shrink(&mut input);
         }
-        if read_more(state, tally, &mut stream, &mut input)
+        if read_more(&mut shutdown, tally, &mut stream, &mut input)
             .await
             .is_err()
         {
@@ -401,7 +403,7 @@ async fn serve_with<F: FrontEnd>(
 /// Reads what the client sent next. `Err` when the client left, the read failed, or the node is
 /// shutting down.
 async fn read_more(
-    state: &NodeState,
+    shutdown: &mut ShutdownSignal,
     tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,
     input: &mut BytesMut,
@@ -411,7 +413,7 @@ async fn read_more(
     }
     let read = tokio::select! {
         read = stream.read_buf(input) => read,
-        () = state.shutdown.cancelled() => return Err(()),
+        () = shutdown.wait() => return Err(()),
     };
     match read {
         Ok(0) | Err(_) => Err(()),

@@ -18,7 +18,7 @@ use super::dispatch::{Dispatched, dispatch};
 use super::reply::{self, Shape};
 use super::session::Session;
 use crate::pending::{BoxFuture, Pending};
-use crate::state::{ByteTally, NodeCounters, NodeState, resp_command_index};
+use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal, resp_command_index};
 
 /// Room kept free in the input buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -64,6 +64,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
     let mut queue: VecDeque<Queued> = VecDeque::new();
     // Partitions of the commands whose replies are still pending in `queue`.
     let mut in_flight = InFlight::default();
+    let mut shutdown = ShutdownSignal::new(&state.shutdown);
     loop {
         // Run every complete request in the input.
         let mut close = false;
@@ -141,7 +142,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
         }
         let read = tokio::select! {
             read = stream.read_buf(&mut input) => read,
-            () = state.shutdown.cancelled() => return,
+            () = shutdown.wait() => return,
         };
         match read {
             Ok(0) | Err(_) => return,
