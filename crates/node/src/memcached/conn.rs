@@ -412,6 +412,9 @@ async fn read_more(
         input.reserve(READ_CHUNK_BYTES);
     }
     let read = tokio::select! {
+        // Input first: when it is ready the shutdown signal is not polled (a mutex per
+        // poll); it still is whenever the connection waits for input.
+        biased;
         read = stream.read_buf(input) => read,
         () = shutdown.wait() => return Err(()),
     };

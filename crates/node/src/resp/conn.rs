@@ -141,6 +141,9 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
             input.reserve(wanted);
         }
         let read = tokio::select! {
+            // Input first: when it is ready the shutdown signal is not polled (a mutex per
+            // poll); it still is whenever the connection waits for input.
+            biased;
             read = stream.read_buf(&mut input) => read,
             () = shutdown.wait() => return,
         };
