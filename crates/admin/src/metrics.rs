@@ -454,6 +454,8 @@ pub struct Metrics {
     pub relay_duration: LatencyHistogram,
     /// Partition handoffs completed.
     pub handoffs: Counter,
+    /// Partition handoffs abandoned (target gone, refused, or draining timed out).
+    pub handoffs_aborted: Counter,
     /// Time a handoff took, from start to ownership moved; buckets 1 ms to 1000 s.
     pub handoff_duration: LatencyHistogram,
     /// Backups promoted to primary after a primary failed.
@@ -462,6 +464,9 @@ pub struct Metrics {
     pub snapshots_sent: Counter,
     /// Partition snapshots received.
     pub snapshots_received: Counter,
+    /// Partition snapshots abandoned before the backup had all of it (link lost, resync, lost
+    /// primaryship).
+    pub snapshots_abandoned: Counter,
     /// Bytes of partition snapshots sent.
     pub snapshot_sent_bytes: Counter,
     /// Bytes of partition snapshots received.
@@ -533,6 +538,10 @@ impl Metrics {
             LatencyHistogram::new(),
         );
         let handoffs = b.counter("handoffs", "Partition handoffs completed");
+        let handoffs_aborted = b.counter(
+            "handoffs_aborted",
+            "Partition handoffs abandoned (target gone, refused, or draining timed out)",
+        );
         let handoff_duration = b.duration_histogram(
             "handoff_duration",
             "Time a partition handoff took",
@@ -544,6 +553,10 @@ impl Metrics {
         );
         let snapshots_sent = b.counter("snapshots_sent", "Partition snapshots sent");
         let snapshots_received = b.counter("snapshots_received", "Partition snapshots received");
+        let snapshots_abandoned = b.counter(
+            "snapshots_abandoned",
+            "Partition snapshots abandoned before the backup had all of it",
+        );
         let snapshot_sent_bytes =
             b.bytes_counter("snapshot_sent", "Bytes of partition snapshots sent");
         let snapshot_received_bytes =
@@ -612,10 +625,12 @@ impl Metrics {
             relays,
             relay_duration,
             handoffs,
+            handoffs_aborted,
             handoff_duration,
             promotions,
             snapshots_sent,
             snapshots_received,
+            snapshots_abandoned,
             snapshot_sent_bytes,
             snapshot_received_bytes,
             under_replicated_partitions,

@@ -442,3 +442,35 @@ fn a_promoted_backup_serves_only_after_its_peers_acknowledged_its_record() {
             .accepting_writes(partition, cluster.now_ms)
     );
 }
+
+#[test]
+fn the_summary_lists_the_partitions_left_without_a_live_backup_until_new_backups_are_made() {
+    let mut cluster = three_nodes(|_| {});
+    let (b, c) = (cluster.nodes[1].member, cluster.nodes[2].member);
+    // a dies: the partitions whose only backup it was, and those b or c took over by promotion
+    // (at once, on the new view), have no live backup.
+    cluster.link_down(0, 1);
+    cluster.link_down(0, 2);
+    cluster.set_view(&[1, 2]);
+    let expected: Vec<u32> = (0..PARTITIONS)
+        .filter(|&partition| {
+            let record = cluster.nodes[1].engine.record(partition).expect("record");
+            !record
+                .backups
+                .iter()
+                .any(|backup| *backup == b || *backup == c)
+        })
+        .collect();
+    assert!(!expected.is_empty(), "nothing is under-replicated");
+    let summary = cluster.nodes[1].engine.summary(cluster.now_ms);
+    assert_eq!(summary.under_replicated as usize, expected.len());
+    let shown = expected
+        .len()
+        .min(cluster::engine::UNDER_REPLICATED_PARTITIONS_SHOWN);
+    assert_eq!(summary.under_replicated_partitions, expected[..shown]);
+    // b and c make new backups of each other.
+    cluster.run_only(&[1, 2], 1_000);
+    let summary = cluster.nodes[1].engine.summary(cluster.now_ms);
+    assert_eq!(summary.under_replicated, 0);
+    assert!(summary.under_replicated_partitions.is_empty());
+}

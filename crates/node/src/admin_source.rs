@@ -170,10 +170,35 @@ pub(crate) fn cluster_json(node: &NodeState) -> Value {
         "write_mode": config.write_mode.as_str(),
         "table_digest": format!("{:016x}", engine.table_digest()),
         "under_replicated_partitions": summary.under_replicated,
+        "under_replicated_partitions_shown": summary.under_replicated_partitions,
         "handoffs_in_progress": summary.handoffs_in_progress,
         "snapshots_in_progress": summary.snapshots_in_progress,
+        "snapshots_receiving": summary.snapshots_receiving,
+        "merges_in_progress": summary.merges_in_progress,
+        "deferred_requests": summary.deferred_requests,
+        "busy_partitions_shown": summary.busy_partitions,
         "unowned_partitions": summary.without_record + summary.without_live_primary,
         "serving": summary.gate_open,
+        "since_start": since_start(&engine.stats()),
         "nodes": nodes,
+    })
+}
+
+/// The engine's counters an operator asks about after a failure, since this node started.
+fn since_start(stats: &cluster::engine::EngineStats) -> Value {
+    json!({
+        "promotions": stats.promotions,
+        "promotions_unsynced": stats.promotions_unsynced,
+        "lost_partitions": stats.lost_partitions,
+        "handoffs_completed": stats.handoffs_completed,
+        "handoffs_aborted": stats.handoffs_aborted,
+        "handoff_duration_ms_max": stats.handoff_duration_ms_max,
+        "snapshots_sent": stats.snapshots_sent,
+        "snapshots_completed": stats.snapshots_completed,
+        "snapshots_abandoned": stats.snapshots_abandoned,
+        "snapshots_received": stats.snapshots_received,
+        "resyncs_sent": stats.resyncs_sent,
+        "merged_keys": stats.merged_keys,
+        "failover_marked_keys": stats.failover_marked_keys,
     })
 }

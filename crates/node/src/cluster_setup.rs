@@ -206,6 +206,9 @@ impl Published {
             engine.handoffs_completed,
             self.engine.handoffs_completed,
         ));
+        metrics
+            .handoffs_aborted
+            .inc_by(delta(engine.handoffs_aborted, self.engine.handoffs_aborted));
         // Drained after the counter was read: a handoff completing in between shows in the
         // histogram a second before the counter, never the other way round.
         for duration_ms in node.io.engine.drain_handoff_durations_ms() {
@@ -219,6 +222,10 @@ impl Published {
         metrics.snapshots_received.inc_by(delta(
             engine.snapshots_received,
             self.engine.snapshots_received,
+        ));
+        metrics.snapshots_abandoned.inc_by(delta(
+            engine.snapshots_abandoned,
+            self.engine.snapshots_abandoned,
         ));
         metrics.snapshot_sent_bytes.inc_by(delta(
             engine.snapshot_bytes_sent,

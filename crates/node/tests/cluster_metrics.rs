@@ -1,5 +1,7 @@
-//! The cluster metrics of in-process nodes on loopback: a partition handoff shows up in
-//! `/metrics` as a sample of the `scd_handoff_duration_seconds` histogram.
+//! The cluster metrics and `/cluster` of in-process nodes on loopback: a partition handoff shows
+//! up in `/metrics` as a sample of the `scd_handoff_duration_seconds` histogram; `/cluster` shows
+//! primaries and backups per node and the replication lag per peer, and the crash of a node
+//! shows as promotions and under-replicated partitions.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +14,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a test waits for a condition before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// The partition count of these nodes.
+const PARTITIONS: u64 = 64;
+
+fn loopback_config(name: &str, join: Vec<SocketAddr>) -> NodeConfig {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = NodeConfig::with_name(name);
+    config.client_addr = loopback;
+    config.peer_addr = loopback;
+    config.admin_addr_opt = Some(loopback);
+    config.num_partitions = PARTITIONS as u32;
+    config.join = join;
+    config
+}
 
 /// Starts a node on loopback ports chosen by the system, running until the returned sender is
 /// dropped; returns its peer and admin addresses.
@@ -19,13 +34,7 @@ async fn start(
     name: &str,
     join: Vec<SocketAddr>,
 ) -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut config = NodeConfig::with_name(name);
-    config.client_addr = loopback;
-    config.peer_addr = loopback;
-    config.admin_addr_opt = Some(loopback);
-    config.num_partitions = 64;
-    config.join = join;
+    let config = loopback_config(name, join);
     let listeners = Listeners::bind(&config).expect("loopback ports bind");
     let peer_addr = listeners.peer_addr();
     let admin_addr = listeners.admin_addr().expect("an admin listener");
@@ -38,6 +47,71 @@ async fn start(
         .expect("the node runs");
     });
     (peer_addr, admin_addr, stop)
+}
+
+/// A node on a runtime and a thread of its own: dropping it drops the runtime without the planned
+/// leave, as `kill -9` would (its links close, its heartbeats stop).
+struct CrashableNode {
+    crash_opt: Option<tokio::sync::oneshot::Sender<()>>,
+    thread_opt: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CrashableNode {
+    fn start(name: &str, join: Vec<SocketAddr>) -> CrashableNode {
+        let config = loopback_config(name, join);
+        let listeners = Listeners::bind(&config).expect("loopback ports bind");
+        let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                tokio::select! {
+                    result = node::run(config, listeners, std::future::pending::<()>()) => {
+                        result.expect("the node runs");
+                    }
+                    _ = crash_rx => {}
+                }
+            });
+            runtime.shutdown_background();
+        });
+        CrashableNode {
+            crash_opt: Some(crash_tx),
+            thread_opt: Some(thread),
+        }
+    }
+
+    fn crash(&mut self) {
+        if let Some(crash) = self.crash_opt.take() {
+            let _ = crash.send(());
+        }
+        if let Some(thread) = self.thread_opt.take() {
+            thread.join().expect("the node's thread ends");
+        }
+    }
+}
+
+impl Drop for CrashableNode {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// `GET /cluster` as JSON.
+async fn cluster_view(admin: SocketAddr) -> serde_json::Value {
+    let response = http_get(admin, "/cluster").await;
+    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+    serde_json::from_str(body).expect("/cluster answers JSON")
+}
+
+/// The entry of `name` in a `/cluster` answer.
+fn node_entry<'a>(view: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    view["nodes"]
+        .as_array()?
+        .iter()
+        .find(|node| node["name"] == name)
 }
 
 async fn http_get(address: SocketAddr, path: &str) -> String {
@@ -92,6 +166,99 @@ async fn every_handoff_to_a_joining_node_is_a_sample_of_the_handoff_duration_his
         assert!(
             tokio::time::Instant::now() < deadline,
             "no handoff sample: handoffs {handoffs}, histogram count {samples:?}\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_shows_ownership_and_lag_per_node_and_a_crash_shows_as_promotions() {
+    let (first_peer, first_admin, _stop_first) = start("first", Vec::new()).await;
+    let mut second = CrashableNode::start("second", vec![first_peer]);
+
+    // Settled: every partition has a primary and one backup, split between the two nodes, and
+    // the first node measures the lag of its link to the second.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let view = cluster_view(first_admin).await;
+        let owned = |field: &str| -> Option<Vec<u64>> {
+            ["first", "second"]
+                .iter()
+                .map(|name| node_entry(&view, name)?[field].as_u64())
+                .collect()
+        };
+        let settled = view["handoffs_in_progress"] == 0
+            && view["snapshots_in_progress"] == 0
+            && view["under_replicated_partitions"] == 0
+            && owned("primaries").is_some_and(|primaries| {
+                primaries.iter().sum::<u64>() == PARTITIONS && !primaries.contains(&0)
+            })
+            && owned("backups").is_some_and(|backups| backups.iter().sum::<u64>() == PARTITIONS);
+        if settled {
+            let first = node_entry(&view, "first").expect("first listed");
+            let second = node_entry(&view, "second").expect("second listed");
+            assert_eq!(first["self"], true, "{view}");
+            assert!(first["replication_lag_ms"].is_null(), "{view}");
+            assert!(second["replication_lag_ms"].is_u64(), "{view}");
+            assert_eq!(
+                view["under_replicated_partitions_shown"],
+                serde_json::json!([])
+            );
+            assert!(
+                view["since_start"]["snapshots_sent"].as_u64() > Some(0),
+                "{view}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two nodes did not settle: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let metrics = http_get(first_admin, "/metrics").await;
+        let lag = sample(&metrics, "scd_replication_lag_seconds{peer=\"second\"}");
+        let snapshots = sample(&metrics, "scd_snapshots_sent_total").unwrap_or(0.0);
+        if lag.is_some() && snapshots > 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no lag gauge or snapshot count:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The second node crashes: the first promotes itself for every partition the second was
+    // primary of, and counts it in /cluster and /metrics.
+    second.crash();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let view = cluster_view(first_admin).await;
+        let metrics = http_get(first_admin, "/metrics").await;
+        let promotions = view["since_start"]["promotions"].as_u64().unwrap_or(0);
+        let promotions_metric = sample(&metrics, "scd_promotions_total").unwrap_or(0.0);
+        let second_state = node_entry(&view, "second").map(|entry| entry["state"].clone());
+        let first_primaries =
+            node_entry(&view, "first").and_then(|entry| entry["primaries"].as_u64());
+        if promotions > 0
+            && promotions_metric == promotions as f64
+            && second_state.is_some_and(|state| state != "alive")
+            && first_primaries == Some(PARTITIONS)
+        {
+            // Alone, the first node wants no backup: nothing is under-replicated.
+            assert_eq!(view["under_replicated_partitions"], 0, "{view}");
+            assert!(
+                sample(&metrics, "scd_replication_lag_seconds{peer=\"second\"}").is_none(),
+                "a gone peer's lag is still exported:\n{metrics}"
+            );
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no promotion shown: promotions {promotions}, metric {promotions_metric}: {view}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -47,6 +47,7 @@ use store::{Op, Reply, Store};
 
 pub use self::stats::{
     BUSY_PARTITIONS_SHOWN, EngineStats, HANDOFF_DURATIONS_KEPT_MAX, MemberOwnership, Summary,
+    UNDER_REPLICATED_PARTITIONS_SHOWN,
 };
 
 use self::link::{PeerLink, PeerState};
@@ -1061,6 +1062,9 @@ impl<H: Host> Engine<H> {
                 .count();
             if live_backups < wanted_backups {
                 summary.under_replicated += 1;
+                if summary.under_replicated_partitions.len() < UNDER_REPLICATED_PARTITIONS_SHOWN {
+                    summary.under_replicated_partitions.push(partition as u32);
+                }
             }
         }
         for (member, peer) in self.peers.lock().iter() {

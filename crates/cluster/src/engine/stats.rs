@@ -165,6 +165,9 @@ pub struct Summary {
     pub ownership: BTreeMap<Member, MemberOwnership>,
     /// Partitions with fewer synced backups than `min(backups, live nodes - 1)`.
     pub under_replicated: u32,
+    /// The first under-replicated partitions (at most `UNDER_REPLICATED_PARTITIONS_SHOWN`), in
+    /// ascending order, for status pages.
+    pub under_replicated_partitions: Vec<u32>,
     /// Partitions without a record.
     pub without_record: u32,
     /// Partitions whose primary is not in this node's view.
@@ -192,6 +195,9 @@ pub struct Summary {
 
 /// Most partitions `Summary::busy_partitions` lists.
 pub const BUSY_PARTITIONS_SHOWN: usize = 16;
+
+/// Most partitions `Summary::under_replicated_partitions` lists.
+pub const UNDER_REPLICATED_PARTITIONS_SHOWN: usize = 16;
 
 #[cfg(test)]
 mod tests {
