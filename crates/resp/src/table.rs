@@ -1698,12 +1698,12 @@ pub static COMMAND_TABLE: &[CommandSpec] = &[
     },
 ];
 
-/// Room for the longest command name: a name is looked up as one 128-bit number. A longer input
+/// Room for the longest command name: a name is hashed as one 128-bit number. A longer input
 /// names no command; a test checks every name of the table fits.
 const LONGEST_NAME_BYTES: usize = 16;
 
-/// `name` lowercased, as a big-endian number padded with zero bytes: numbers sort as the names
-/// do (a prefix first), so the table's order is theirs. `None` if it is longer than any name.
+/// `name` lowercased, as a big-endian number padded with zero bytes. `None` if it is longer
+/// than any name.
 fn name_number(name: &[u8]) -> Option<u128> {
     let mut buffer = [0u8; LONGEST_NAME_BYTES];
     buffer.get_mut(..name.len())?.copy_from_slice(name);
@@ -1712,25 +1712,58 @@ fn name_number(name: &[u8]) -> Option<u128> {
     ))
 }
 
-/// The table's names as numbers, in the table's order.
-fn name_numbers() -> &'static [u128] {
-    static NUMBERS: std::sync::OnceLock<Vec<u128>> = std::sync::OnceLock::new();
-    NUMBERS.get_or_init(|| {
-        COMMAND_TABLE
-            .iter()
-            .map(|spec| name_number(spec.name.as_bytes()).unwrap_or(u128::MAX))
-            .collect()
-    })
+/// Slots of the name index: a power of two, at least twice the number of commands (a test
+/// checks it) so that a lookup probes one or two slots.
+const NAME_INDEX_SLOTS: usize = 512;
+
+/// An open-addressing hash index from name numbers to table rows, built on first use.
+struct NameIndex {
+    /// `(name number, row)`; `None` is an empty slot.
+    slots: Vec<Option<(u128, u16)>>,
+}
+
+impl NameIndex {
+    fn build() -> NameIndex {
+        let mut slots = vec![None; NAME_INDEX_SLOTS];
+        for (row, spec) in COMMAND_TABLE.iter().enumerate() {
+            let number = name_number(spec.name.as_bytes()).unwrap_or(u128::MAX);
+            let mut slot = Self::home_slot(number);
+            while slots[slot].is_some() {
+                slot = (slot + 1) % NAME_INDEX_SLOTS;
+            }
+            slots[slot] = Some((number, u16::try_from(row).unwrap_or(u16::MAX)));
+        }
+        NameIndex { slots }
+    }
+
+    /// Fibonacci hashing of the number folded to 64 bits: the top bits of the product.
+    fn home_slot(number: u128) -> usize {
+        let folded = (number as u64) ^ ((number >> 64) as u64);
+        (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - NAME_INDEX_SLOTS.trailing_zeros()))
+            as usize
+    }
+
+    fn row(&self, number: u128) -> Option<usize> {
+        let mut slot = Self::home_slot(number);
+        loop {
+            match self.slots[slot] {
+                None => return None,
+                Some((found, row)) if found == number => return Some(usize::from(row)),
+                Some(_) => slot = (slot + 1) % NAME_INDEX_SLOTS,
+            }
+        }
+    }
 }
 
 /// The index in [`COMMAND_TABLE`] of a command name, case-insensitively; `None` if scd does not
-/// implement it. Runs twice per request (the parser, the node's statistics): a binary search
-/// over numbers costs a tenth of one comparing bytes.
+/// implement it. Runs twice per request (the parser, the node's statistics): one hash probe,
+/// where a binary search comparing bytes cost ten times as much.
 pub fn lookup_index(name: &[u8]) -> Option<usize> {
+    static INDEX: std::sync::OnceLock<NameIndex> = std::sync::OnceLock::new();
     let number = name_number(name)?;
-    let index = name_numbers().binary_search(&number).ok()?;
+    let row = INDEX.get_or_init(NameIndex::build).row(number)?;
     // Zero padding cannot tell "get" from "get\0": the lengths must agree too.
-    (COMMAND_TABLE[index].name.len() == name.len()).then_some(index)
+    (COMMAND_TABLE[row].name.len() == name.len()).then_some(row)
 }
 
 /// The row of a command name, case-insensitively; `None` if scd does not implement it.
@@ -2121,6 +2154,7 @@ mod tests {
         assert!(lookup(&[b'g'; LONGEST_NAME_BYTES + 1]).is_none());
         assert!(lookup(b"get\0").is_none());
         assert!(lookup(b"\0").is_none());
+        assert!(COMMAND_TABLE.len() * 2 <= NAME_INDEX_SLOTS);
         for (index, spec) in COMMAND_TABLE.iter().enumerate() {
             assert!(
                 spec.name.len() <= LONGEST_NAME_BYTES,
