@@ -4,6 +4,7 @@
 //! write-through acknowledgements, or waits for the partition to change — with a deadline, after
 //! which the client gets a `TRYAGAIN` error naming the partition.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use cluster::engine::Execution;
 use cluster::table::Member;
 use cluster::wire::{self, PeerMessage, RelayResult, SmallList};
 use store::{Op, Reply, StoreError};
+use tokio::sync::futures::Notified;
 
 use crate::clock::Clock;
 use crate::cluster_io::ClusterIo;
@@ -89,6 +91,13 @@ async fn wait_acknowledged(io: &ClusterIo, waits: SmallList<(Member, u64)>) {
 }
 
 /// Follows the engine's answers until the operation ran somewhere or the deadline passed.
+///
+/// `first` was looked up when the command was parsed, and a pipelined command is only polled
+/// once the commands before it have been answered: by then its partition may have changed, and
+/// that change was signalled before anything here listened. So a failure on `first` is followed
+/// by a fresh look at once; only a look taken after registering for changes is followed by a
+/// wait. (Waiting on a stale look cost each queued command of a failed-over partition up to
+/// `RETRY_INTERVAL`, one after another: over a second for a pipeline queued during a failover.)
 async fn route(
     io: &ClusterIo,
     clock: &dyn Clock,
@@ -100,13 +109,11 @@ async fn route(
     let deadline = Instant::now() + RELAY_DEADLINE;
     let notify = io.host().partition_notify(partition);
     let mut execution = first;
+    // Registered before the look that produced `execution`, or `None` when that look came first.
+    let mut changed_opt: Option<Pin<Box<Notified<'_>>>> = None;
     let mut last_problem;
     loop {
-        // Registered before the next look at the engine, so a change in between is not missed.
-        let changed = notify.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        match execution {
+        let wait = match execution {
             Execution::Done(reply) => return reply,
             Execution::AwaitAcks { reply, waits } => {
                 wait_acknowledged(io, waits).await;
@@ -121,25 +128,29 @@ async fn route(
                         match record {
                             // A newer record: retry at once where it points.
                             Some(record) => {
-                                io.engine.learn_record(partition, record, clock.now_ms())
+                                io.engine.learn_record(partition, record, clock.now_ms());
+                                false
                             }
-                            None => wait_for_change(changed, deadline).await,
+                            None => true,
                         }
                     }
                     Ok(RelayResult::Unavailable { .. }) => {
                         last_problem = "the primary could not take the request";
-                        wait_for_change(changed, deadline).await;
+                        true
                     }
                     Err(problem) => {
                         last_problem = problem;
-                        wait_for_change(changed, deadline).await;
+                        true
                     }
                 }
             }
             Execution::Wait { reason } => {
                 last_problem = wait_reason_text(reason);
-                wait_for_change(changed, deadline).await;
+                true
             }
+        };
+        if wait && let Some(changed) = changed_opt.take() {
+            wait_for_change(changed, deadline).await;
         }
         if Instant::now() >= deadline {
             return Reply::Error(StoreError::PartitionUnavailable {
@@ -147,6 +158,10 @@ async fn route(
                 reason: last_problem.to_string(),
             });
         }
+        // Registered before the next look at the engine, so a change in between is not missed.
+        let mut changed = Box::pin(notify.notified());
+        changed.as_mut().enable();
+        changed_opt = Some(changed);
         execution = io.engine.execute(partition, db, op.clone(), clock.now_ms());
     }
 }
@@ -164,10 +179,7 @@ fn wait_reason_text(reason: cluster::engine::WaitReason) -> &'static str {
     }
 }
 
-async fn wait_for_change(
-    changed: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
-    deadline: Instant,
-) {
+async fn wait_for_change(changed: Pin<Box<Notified<'_>>>, deadline: Instant) {
     let until = deadline.min(Instant::now() + RETRY_INTERVAL);
     tokio::select! {
         () = changed => {}
