@@ -415,7 +415,11 @@ impl ChildProcess {
 
     /// Waits at most `timeout` for the process to exit; `None` if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_until(timeout, || self.try_exit_status())
+        let status = wait_until(timeout, || self.try_exit_status())?;
+        // The process is gone but its last lines may still be in the pipes: read them, so a
+        // test that checks what it said before exiting sees all of it.
+        self.log.wait_for_end(Duration::from_secs(5));
+        Some(status)
     }
 
     /// Resident set size from `/proc/PID/status` (`VmRSS`), in bytes; `None` once exited.
