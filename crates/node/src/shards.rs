@@ -3,11 +3,11 @@
 //!
 //! A multi-threaded work-stealing runtime moves a request/response connection between workers and
 //! wakes idle workers to steal from busy ones; with many connections on two cores the wake-ups
-//! (futex calls, context switches) cost more than the commands. One runtime per core keeps a
+//! (futex calls, context switches) cost more than the commands. A runtime per thread keeps a
 //! connection, its buffers and its partition locks on one core and lets an idle thread sleep in
 //! `epoll_wait` until its own sockets have something. Peer links, timers and the admin API stay on
 //! the main runtime; a connection waiting for a relayed answer is woken across runtimes by the
-//! usual tokio primitives.
+//! usual tokio primitives. How many threads: `config::default_client_threads`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

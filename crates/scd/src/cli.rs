@@ -145,7 +145,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
 
-    /// Threads serving client connections [default: the number of CPUs].
+    /// Threads serving client connections [default: half the CPUs, at least 1].
     #[arg(long, value_name = "N")]
     pub client_threads: Option<usize>,
 
