@@ -23,7 +23,8 @@
 #   ROUNDS=5 REQUESTS=500000 LATENCY_ROUNDS=9 LATENCY_REQUESTS=50000 bash bench/cluster.sh
 #
 # Knobs: ROUNDS (3) and REQUESTS (100000) for 1; LATENCY_ROUNDS (5) and LATENCY_REQUESTS (20000)
-# for 2; DATA_MB (1024), HANDOFF_BACKUPS ("0 1") and HANDOFF_DEADLINE_S (300) for 3.
+# for 2; DATA_MB (1024), HANDOFF_BACKUPS ("0 1") and HANDOFF_DEADLINE_S (300) for 3. MB here is
+# 2^20 bytes, in the knob and in the printed figures.
 # Nothing is pinned to a core: 3 nodes, the load generator and everything else share the machine.
 # SCD_BINARY=path uses that scd binary instead of building one. Needs python3. Not run in CI.
 set -euo pipefail
