@@ -360,7 +360,7 @@ start_instance() {
   shift
   [[ -n ${instance_port[$name]:-} ]] || node_port "instance_port[$name]"
   redis-server --port "${instance_port[$name]}" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize no --logfile "$work_dir/$name.log" "$@" &
+    --daemonize no --logfile "$work_dir/$name.log" --dir "$work_dir" --dbfilename "$name.rdb" "$@" &
   instance_pid[$name]=$!
   started_pids+=("$!")
   wait_for_ping "${instance_port[$name]}"

@@ -177,7 +177,8 @@ measure_memory() {
   local replica_port replica_pid
   node_port replica_port
   redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-    --replicaof 127.0.0.1 "$redis_port" --logfile "$work_dir/redis-replica.log" &
+    --replicaof 127.0.0.1 "$redis_port" --logfile "$work_dir/redis-replica.log" \
+    --dir "$work_dir" --dbfilename redis-replica.rdb &
   replica_pid=$!
   started_pids+=("$replica_pid")
   wait_for_ping "$replica_port"

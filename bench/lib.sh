@@ -76,11 +76,12 @@ build_scd() {
   (cd "$bench_root" && cargo build --release -p scd) >&2
 }
 
-# Starts redis-server without persistence; sets redis_port and redis_pid.
+# Starts redis-server without persistence; sets redis_port and redis_pid. Its directory is the
+# run's own: redis-server loads a dump.rdb from its directory at start (a replica writes one).
 start_redis() {
   redis_port=$(free_port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize no --logfile "$work_dir/redis.log" &
+    --daemonize no --logfile "$work_dir/redis.log" --dir "$work_dir" --dbfilename redis.rdb &
   redis_pid=$!
   started_pids+=("$redis_pid")
   wait_for_ping "$redis_port"
