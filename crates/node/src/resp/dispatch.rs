@@ -266,9 +266,10 @@ fn keys(state: &Arc<NodeState>, session: &Session, command: KeyCommand) -> Dispa
 }
 
 /// RENAME. Within one partition it is one atomic operation. Across partitions it is three: read
-/// the entry, write it under the new name (replacing what was there), delete the old name. The new
-/// key exists before the old one is removed, so a failure between the steps leaves both, never
-/// neither; a concurrent writer of the old key may see its write dropped, as with any RENAME.
+/// the entry, write it under the new name (replacing what was there), delete the old name if it
+/// still holds the version read (README, "What differs from a single Redis"). The new key exists
+/// before the old one is removed, so a failure between the steps leaves both, never neither; a
+/// write of the old name after the read is kept, as if it came after the RENAME.
 fn rename(
     state: &Arc<NodeState>,
     db: u8,
@@ -304,6 +305,10 @@ async fn rename_across_partitions(state: &NodeState, db: u8, from: Bytes, to: By
         Reply::Nil => return Reply::Error(StoreError::NoSuchKey),
         other => return other,
     };
+    // The version the copy carries: the old name is deleted only if it still has it, so a write
+    // of the old name between the read and the delete is not dropped but stays, as a write that
+    // came after the RENAME. The HLC of the version is the entry's memcached CAS.
+    let copied_version = image.version.hlc;
     let restored = state
         .router
         .execute(
@@ -325,13 +330,15 @@ async fn rename_across_partitions(state: &NodeState, db: u8, from: Bytes, to: By
             db,
             Op::Delete {
                 key: from,
-                cas_opt: None,
+                cas_opt: Some(copied_version),
             },
         )
         .resolve()
         .await
     {
         error @ Reply::Error(_) => error,
+        // Deleted; already gone (a concurrent DEL or RENAME took it); or written since the read
+        // (`CasMismatch`): in each case the copy under the new name stands.
         _ => Reply::Ok,
     }
 }
