@@ -87,6 +87,7 @@ impl Sim {
                 }
             }
         }
+        self.check_lock_primaries();
         // The bounds are cheaper to check less often.
         if (now_ms / self.config.check_interval_ms).is_multiple_of(10) {
             self.check_bounds(&running);
@@ -333,6 +334,7 @@ impl Sim {
             primary_content.push(content);
         }
         self.check_model(&primary_content, first);
+        self.close_lock_window();
         // The window starts with the replication the cluster has now; nodes that join later add
         // copies only once they have them (the next settle).
         let eligible = self
@@ -427,6 +429,8 @@ impl Sim {
                         None
                     }
                 }
+                // The lock checks follow these (`locks`).
+                KeyKind::Locked => None,
                 KeyKind::Shared => (version_hlc < model.shared_acked_hlc).then(|| {
                     format!(
                         "{name} holds version {version_hlc}, older than the acknowledged {}",

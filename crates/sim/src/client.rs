@@ -27,6 +27,9 @@ pub(crate) enum KeyKind {
     Counter,
     /// A string every client SETs (splits make both sides write it).
     Shared,
+    /// A lock key: lock clients take its lock and write it guarded by their token (the lock
+    /// checks in `locks` follow it, not the model).
+    Locked,
 }
 
 /// A key's state as a client sees it.
@@ -61,6 +64,22 @@ pub(crate) struct KeyModel {
 }
 
 impl KeyModel {
+    /// A key nobody has written yet.
+    pub(crate) fn new(key: Bytes, num_partitions: u32, kind: KeyKind) -> KeyModel {
+        KeyModel {
+            partition: store::partition_of(&key, num_partitions),
+            key,
+            kind,
+            acked: State::Absent,
+            acked_hlc: None,
+            unknown: Vec::new(),
+            counter_acked: 0,
+            counter_issued: 0,
+            counter_acked_hlc: 0,
+            shared_acked_hlc: 0,
+        }
+    }
+
     /// The states a read may return now.
     pub(crate) fn allows(&self, state: &State) -> bool {
         *state == self.acked || self.unknown.iter().any(|(unknown, _)| unknown == state)
@@ -75,12 +94,46 @@ pub(crate) struct Model {
 
 /// What an in-flight operation does.
 #[derive(Clone, Debug)]
-enum OpKind {
+pub(crate) enum OpKind {
     Set(Bytes),
     Get,
     Delete,
     Increment,
     SharedSet,
+    /// `era`: the network era when the client asked (see `locks::Lineage`).
+    LockAcquire {
+        lock_key: usize,
+        lease_ms: u64,
+        era: u64,
+    },
+    /// `hold`: the index of the hold whose token guards the write; `era` as for `LockAcquire`.
+    GuardedSet {
+        lock_key: usize,
+        hold: usize,
+        value: Bytes,
+        era: u64,
+    },
+    LockRelease {
+        lock_key: usize,
+        hold: usize,
+    },
+    LockRenew {
+        lock_key: usize,
+        hold: usize,
+        lease_ms: u64,
+    },
+}
+
+impl OpKind {
+    fn is_lock_op(&self) -> bool {
+        matches!(
+            self,
+            OpKind::LockAcquire { .. }
+                | OpKind::GuardedSet { .. }
+                | OpKind::LockRelease { .. }
+                | OpKind::LockRenew { .. }
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -120,13 +173,15 @@ struct Flight {
 /// One simulated client.
 #[derive(Debug)]
 pub(crate) struct Client {
-    node: usize,
+    pub(crate) node: usize,
     owned: Vec<usize>,
     counters: Vec<usize>,
     shared: Vec<usize>,
     flight: Option<Flight>,
-    next_op_ms: u64,
+    pub(crate) next_op_ms: u64,
     sequence: u64,
+    /// A lock client (`locks`) instead of a data client.
+    pub(crate) lock: Option<crate::locks::LockClient>,
     /// Keys to read for `AssertServed`.
     pub(crate) probes: VecDeque<usize>,
     /// Probe reads that failed (gave up), for the report.
@@ -134,6 +189,22 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// A client of node `node` owning no keys (a lock client brings `lock`).
+    pub(crate) fn new(node: usize, lock: Option<crate::locks::LockClient>, now_ms: u64) -> Client {
+        Client {
+            node,
+            owned: Vec::new(),
+            counters: Vec::new(),
+            shared: Vec::new(),
+            flight: None,
+            next_op_ms: now_ms,
+            sequence: 0,
+            lock,
+            probes: VecDeque::new(),
+            probe_failures: Vec::new(),
+        }
+    }
+
     /// Whether it has a regular (not probe) operation in flight.
     pub(crate) fn has_op(&self) -> bool {
         self.flight.as_ref().is_some_and(|flight| !flight.probe)
@@ -143,7 +214,7 @@ impl Client {
 impl Sim {
     /// Creates the configured clients (once nodes exist), with their keys.
     pub(crate) fn ensure_clients(&mut self) {
-        if !self.clients.is_empty() || self.config.clients == 0 {
+        if !self.clients.is_empty() || (self.config.clients == 0 && self.config.lock_clients == 0) {
             return;
         }
         let running = self.running_nodes();
@@ -152,19 +223,9 @@ impl Sim {
         }
         let partitions = self.config.num_partitions;
         let add_key = |model: &mut crate::client::Model, key: String, kind: KeyKind| {
-            let key = Bytes::from(key);
-            model.keys.push(KeyModel {
-                partition: store::partition_of(&key, partitions),
-                key,
-                kind,
-                acked: State::Absent,
-                acked_hlc: None,
-                unknown: Vec::new(),
-                counter_acked: 0,
-                counter_issued: 0,
-                counter_acked_hlc: 0,
-                shared_acked_hlc: 0,
-            });
+            model
+                .keys
+                .push(KeyModel::new(Bytes::from(key), partitions, kind));
             model.keys.len() - 1
         };
         let shared: Vec<usize> = (0..self.config.shared_keys)
@@ -198,12 +259,14 @@ impl Sim {
                 flight: None,
                 next_op_ms: self.now_ms,
                 sequence: 0,
+                lock: None,
                 probes: VecDeque::new(),
                 probe_failures: Vec::new(),
             });
             let at_ms = self.now_ms + self.rng.up_to(10);
             self.schedule_client(client, at_ms);
         }
+        self.add_lock_clients();
     }
 
     /// Node `index` is gone: its clients' connections break, so their operations end (outcome
@@ -353,6 +416,13 @@ impl Sim {
         }
         if self.probing() || self.quiesce {
             return false;
+        }
+        if self.clients[client].lock.is_some() {
+            let Some((key, op, kind)) = self.start_lock_op(client) else {
+                return false;
+            };
+            self.clients[client].flight = Some(new_flight(key, op, kind, now_ms, false));
+            return true;
         }
         self.clients[client].sequence += 1;
         let value = Bytes::from(format!("c{client}-{}", self.clients[client].sequence));
@@ -565,6 +635,11 @@ impl Sim {
 
     fn acknowledged(&mut self, client: usize, flight: Flight, reply: Reply) {
         self.stats.ops_completed += 1;
+        if flight.kind.is_lock_op() {
+            let retried = flight.earlier_maybe_executed;
+            self.lock_acknowledged(client, &flight.kind, reply, flight.started_ms, retried);
+            return;
+        }
         if self.config.trace {
             let key = String::from_utf8_lossy(&self.model.keys[flight.key].key).into_owned();
             if std::env::var("SIM_TRACE_KEY").is_ok_and(|traced| traced == key) {
@@ -693,6 +768,9 @@ impl Sim {
 
     fn gave_up(&mut self, client: usize, flight: Flight) {
         let now_ms = self.now_ms;
+        if flight.kind.is_lock_op() {
+            self.lock_gave_up(client, &flight.kind);
+        }
         if flight.probe {
             let name = String::from_utf8_lossy(&self.model.keys[flight.key].key).into_owned();
             self.clients[client].probe_failures.push(name);
@@ -715,7 +793,7 @@ impl Sim {
             match &flight.kind {
                 OpKind::Set(value) => model.unknown.push((State::Value(value.clone()), now_ms)),
                 OpKind::Delete => model.unknown.push((State::Absent, now_ms)),
-                OpKind::Get | OpKind::Increment | OpKind::SharedSet => {}
+                _ => {}
             }
         } else if let OpKind::Increment = flight.kind {
             // Never executed: it does not count as issued.

@@ -19,6 +19,7 @@
 mod checks;
 mod client;
 mod host;
+mod locks;
 mod rng;
 mod scenario;
 mod world;

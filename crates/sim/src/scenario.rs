@@ -108,6 +108,11 @@ impl Sim {
             }
             Step::Partition(groups) => {
                 self.window.partitions += 1;
+                if self.groups.is_some() {
+                    // A regrouping joins some nodes that were apart: a new era, like a heal.
+                    self.locks.network_era += 1;
+                    self.locks.healing = true;
+                }
                 let mut sets: Vec<BTreeSet<usize>> = groups
                     .iter()
                     .map(|group| group.iter().copied().collect())
@@ -129,7 +134,12 @@ impl Sim {
                     }
                 }
             }
-            Step::Heal => self.groups = None,
+            Step::Heal => {
+                if self.groups.take().is_some() {
+                    self.locks.network_era += 1;
+                    self.locks.healing = true;
+                }
+            }
             Step::LinkReset(a, b) => {
                 if *a < self.nodes.len() && *b < self.nodes.len() && self.has_link(*a, *b) {
                     self.window.link_resets += 1;
@@ -191,6 +201,9 @@ pub fn random_config(seed: u64) -> SimConfig {
         keys_per_client: 12,
         counters_per_client: 3,
         shared_keys: if rng.chance(0.5) { 6 } else { 0 },
+        // Lock clients in every run: a few workers on a few keys, so they contend.
+        lock_clients: 2 + rng.index(3),
+        lock_keys: 1 + rng.index(3),
         ..SimConfig::default()
     }
 }

@@ -51,6 +51,20 @@ pub struct SimConfig {
     pub shared_keys: usize,
     /// Time between a client's operations, uniform in this range, in ms.
     pub op_interval_ms: (u64, u64),
+    /// Lock clients (web workers taking a key's lock, writing it guarded by their token and
+    /// releasing it; see the `locks` module), besides `clients`.
+    pub lock_clients: usize,
+    /// Keys the lock clients contend for.
+    pub lock_keys: usize,
+    /// A lock client's lease, uniform in this range, in ms.
+    pub lock_lease_ms: (u64, u64),
+    /// A lock client waits for a held lock up to this long (half of them do not wait), in ms.
+    pub lock_wait_ms_max: u64,
+    /// Probability that a holder crashes: it never releases, the lease must run out.
+    pub lock_crash_chance: f64,
+    /// Probability that a holder stalls before each write, up to two leases, and then writes
+    /// with a token that may be stale.
+    pub lock_slow_chance: f64,
     /// Invariant 2 and the bounds are checked this often, in ms.
     pub check_interval_ms: u64,
     /// `AssertConverged` fails if the cluster has not settled after this long, in ms.
@@ -75,6 +89,12 @@ impl Default for SimConfig {
             counters_per_client: 4,
             shared_keys: 0,
             op_interval_ms: (2, 20),
+            lock_clients: 0,
+            lock_keys: 3,
+            lock_lease_ms: (50, 1_500),
+            lock_wait_ms_max: 1_000,
+            lock_crash_chance: 0.15,
+            lock_slow_chance: 0.1,
             check_interval_ms: 10,
             settle_timeout_ms: 30_000,
             trace: false,
@@ -293,6 +313,33 @@ pub struct RunStats {
     pub losses_marked_stale: u64,
     /// Times the cluster settled.
     pub settles: u64,
+    /// Locks granted to lock clients.
+    pub lock_grants: u64,
+    /// Acquisitions that found the lock held.
+    pub lock_contended: u64,
+    /// Of those, the ones that waited (retried at the holder's deadline or on a release).
+    pub lock_waits: u64,
+    /// Locks released by their holder.
+    pub lock_releases: u64,
+    /// Leases renewed.
+    pub lock_renewals: u64,
+    /// Holders that crashed (their lease had to run out).
+    pub lock_crashes: u64,
+    /// Slow holders whose lease ran out before they were done.
+    pub lock_leases_ran_out: u64,
+    /// Guarded writes acknowledged.
+    pub guarded_writes_acked: u64,
+    /// Guarded writes refused as fenced (a stale or expired token).
+    pub guarded_writes_fenced: u64,
+    /// Grants not compared with earlier holds: a loss of locks was excused.
+    pub lock_checks_excused: u64,
+    /// Grants not compared: their acquisition was in flight across a heal.
+    pub lock_checks_skipped_across_heal: u64,
+    /// Grants made while a hold from the other side of a split was valid (no consensus: each
+    /// side grants; fencing orders the writes).
+    pub lock_split_grants: u64,
+    /// Times a node's stored guarded write went to an older token by a split's merge.
+    pub lock_split_merges: u64,
     /// Frames delivered.
     pub frames: u64,
     /// Datagrams delivered.
@@ -322,6 +369,7 @@ pub struct Sim {
     pub(crate) groups: Option<Vec<BTreeSet<usize>>>,
     pub(crate) clients: Vec<Client>,
     pub(crate) model: Model,
+    pub(crate) locks: crate::locks::LockModel,
     pub(crate) window: Window,
     pub(crate) stats: RunStats,
     pub(crate) failure: Option<CheckFailure>,
@@ -374,6 +422,7 @@ impl Sim {
             groups: None,
             clients: Vec::new(),
             model: Model::default(),
+            locks: crate::locks::LockModel::default(),
             window: Window::default(),
             stats: RunStats::default(),
             failure: None,
@@ -426,6 +475,22 @@ impl Sim {
                     .is_some_and(|record| record.primary == node.member)
             })
             .count()
+    }
+
+    /// The slots of the nodes that the table of the first running node names as primary and
+    /// backups of `key`'s partition (primary first; empty before the table exists).
+    pub fn owners_of(&self, key: &[u8]) -> Vec<usize> {
+        let partition = store::partition_of(key, self.config.num_partitions);
+        let Some(&observer) = self.running_nodes().first() else {
+            return Vec::new();
+        };
+        let Some(record) = self.nodes[observer].engine.record(partition) else {
+            return Vec::new();
+        };
+        std::iter::once(record.primary)
+            .chain(record.backups.iter().copied())
+            .filter_map(|member| self.index_of_member(member))
+            .collect()
     }
 
     /// Number of node slots (up or not).
@@ -911,6 +976,9 @@ impl Sim {
         if !changed.is_empty() {
             self.partitions_changed(index, &changed);
         }
+        // Every event a node handles ends here: its stored guarded writes are checked after
+        // each one.
+        self.sample_lock_values(index);
     }
 
     // ----------------------------------------------------------------------------------------
