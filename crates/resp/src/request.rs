@@ -9,10 +9,11 @@
 //!
 //! The behaviour follows Redis' `processMultibulkBuffer` and `processInlineBuffer`
 //! (`networking.c`): a request starting with `*` is a multibulk array of bulk strings,
-//! anything else is an inline line split like `sdssplitargs`; `*0` and `*-1` arrays and empty
-//! inline lines are skipped. It is stricter where Redis trusts the client (the CRLF after a
-//! bulk string is checked, negative counts other than `-1` are refused) and enforces
-//! [`Limits`] as soon as a header announces a size.
+//! anything else is an inline line split like `sdssplitargs`; arrays of no element (`*0`) or a
+//! negative count (`*-1`, `*-5`: Redis skips any `ll <= 0` without a reply and keeps the
+//! connection, its `protocol.tcl` test "Negative multibulk length") and empty inline lines are
+//! skipped. It is stricter where Redis trusts the client (the CRLF after a bulk string is
+//! checked) and enforces [`Limits`] as soon as a header announces a size.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -115,8 +116,8 @@ impl RequestParser {
     ///
     /// Returns `Ok(None)` when `input` ends inside a request (the part already read is
     /// consumed and remembered; call again with more input), and an error, with the line to
-    /// send before closing, for malformed or over-limit input. Empty requests (`*0`, `*-1`,
-    /// blank inline lines) are skipped.
+    /// send before closing, for malformed or over-limit input. Empty requests (`*0`, a negative
+    /// count such as `*-1`, blank inline lines) are skipped.
     pub fn parse(
         &mut self,
         input: &mut BytesMut,
@@ -144,8 +145,9 @@ impl RequestParser {
                         else {
                             return Ok(None);
                         };
-                        if count == 0 || count == -1 {
-                            // An empty or null array carries no command; Redis skips it too.
+                        if count <= 0 {
+                            // An empty, null or negative array carries no command; Redis skips
+                            // it too (`ll <= 0` in `processMultibulkBuffer`), with no reply.
                             input.advance(header_bytes);
                             continue;
                         }
@@ -524,6 +526,9 @@ mod tests {
             &[&["PING"]],
         );
         check(b"*0\r\n", &[]);
+        // Any negative count, as Redis' "Negative multibulk length" test sends it.
+        check(b"*-10\r\n*1\r\n$4\r\nPING\r\n", &[&["PING"]]);
+        check(b"*-2\r\n*-9223372036854775808\r\n", &[]);
     }
 
     #[test]
@@ -638,7 +643,8 @@ mod tests {
     fn malformed_multibulk_input_is_refused() {
         let limits = Limits::default();
         check_error(b"*abc\r\n", limits, ProtocolError::InvalidMultibulkLength);
-        check_error(b"*-2\r\n", limits, ProtocolError::InvalidMultibulkLength);
+        check_error(b"*-0\r\n", limits, ProtocolError::InvalidMultibulkLength);
+        check_error(b"*-\r\n", limits, ProtocolError::InvalidMultibulkLength);
         check_error(b"*01\r\n", limits, ProtocolError::InvalidMultibulkLength);
         check_error(b"*\r\n", limits, ProtocolError::InvalidMultibulkLength);
         check_error(
