@@ -427,3 +427,30 @@ async fn the_sweeper_removes_expired_keys_nobody_reads() {
     assert_eq!(get(&mut c, "kept:3").await.as_deref(), Some("v"));
     check_ints(&mut c, &[(&["TTL", "later:0"], 3_598)]).await;
 }
+
+/// `avg_ttl=` of `db0` in INFO keyspace.
+async fn average_ttl_ms(connection: &mut MultiplexedConnection) -> u64 {
+    let info: redis::InfoDict = run(connection, &["INFO", "keyspace"]).await;
+    let db0: String = info.get("db0").expect("a db0 line");
+    db0.split(',')
+        .find_map(|pair| pair.strip_prefix("avg_ttl="))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no avg_ttl in {db0}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_keyspace_avg_ttl_is_the_mean_ttl_in_ms_of_the_keys_with_an_expiry() {
+    let node = PausedNode::start().await;
+    let mut c = node.connect().await;
+    let _: () = run(&mut c, &["SET", "plain", "v"]).await;
+    assert_eq!(average_ttl_ms(&mut c).await, 0, "no key with an expiry");
+    let _: () = run(&mut c, &["SET", "short", "v", "PX", "10000"]).await;
+    let _: () = run(&mut c, &["SET", "long", "v", "EX", "30"]).await;
+    assert_eq!(average_ttl_ms(&mut c).await, 20_000);
+    node.clock.advance_ms(4_000);
+    assert_eq!(average_ttl_ms(&mut c).await, 16_000);
+    let _: i64 = run(&mut c, &["PERSIST", "long"]).await;
+    assert_eq!(average_ttl_ms(&mut c).await, 6_000);
+    let _: i64 = run(&mut c, &["EXPIRE", "plain", "100"]).await;
+    assert_eq!(average_ttl_ms(&mut c).await, 53_000);
+}

@@ -20,6 +20,9 @@ pub(crate) struct Counters {
     /// Per stored database: the client ones, then `LOCK_DATABASE`.
     num_keys_per_db: [AtomicU64; NUM_STORED_DATABASES],
     num_keys_with_expiry_per_db: [AtomicU64; NUM_STORED_DATABASES],
+    /// Sums of the deadlines (whole seconds) of the keys with an expiry: seconds, not ms, so
+    /// that a u64 holds billions of keys' deadlines.
+    expire_at_s_sum_per_db: [AtomicU64; NUM_STORED_DATABASES],
     num_tombstones: AtomicU64,
     num_expired_keys_total: AtomicU64,
 }
@@ -36,6 +39,10 @@ impl Counters {
 
     pub(crate) fn add_keys_with_expiry(&self, db_index: usize, delta: u64) {
         self.num_keys_with_expiry_per_db[db_index].fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_expire_at_s_sum(&self, db_index: usize, delta: u64) {
+        self.expire_at_s_sum_per_db[db_index].fetch_add(delta, Ordering::Relaxed);
     }
 
     pub(crate) fn add_tombstones(&self, delta: u64) {
@@ -79,6 +86,9 @@ pub struct StoreStats {
     pub num_keys_per_db: [u64; NUM_DATABASES as usize],
     /// Live keys with an expiry, per database.
     pub num_keys_with_expiry_per_db: [u64; NUM_DATABASES as usize],
+    /// The sum of the deadlines of the keys with an expiry, in whole Unix seconds, per database
+    /// (see [`StoreStats::average_ttl_ms`]).
+    pub expire_at_s_sum_per_db: [u64; NUM_DATABASES as usize],
     /// Keys removed because they expired (on access or by sweep), since the store was built.
     pub num_expired_keys_total: u64,
     /// Tombstones held.
@@ -96,6 +106,29 @@ pub struct Store {
     /// One `parking_lot` mutex per partition, not one for the store: ops on different partitions
     /// never wait on each other, and nothing blocks while a guard is held.
     partitions: Box<[Mutex<Partition>]>,
+}
+
+impl StoreStats {
+    /// `INFO keyspace`'s `avg_ttl` of database `db`: the mean time to live in ms of its keys with
+    /// an expiry at `now_ms`; 0 when it has none. Exact to a second (deadlines are summed in
+    /// seconds), where Redis estimates it from samples; keys past their deadline but not yet
+    /// swept pull it down, and it never goes below 0.
+    pub fn average_ttl_ms(&self, db: u8, now_ms: u64) -> u64 {
+        let db_index = usize::from(db);
+        let (Some(&num_keys), Some(&deadline_s_sum)) = (
+            self.num_keys_with_expiry_per_db.get(db_index),
+            self.expire_at_s_sum_per_db.get(db_index),
+        ) else {
+            return 0;
+        };
+        if num_keys == 0 {
+            return 0;
+        }
+        // The two counters are read apart, so a concurrent write may pair a sum with a count
+        // one key off: a momentary error of one key's deadline, never a crash.
+        let mean_deadline_ms = u128::from(deadline_s_sum) * 1000 / u128::from(num_keys);
+        u64::try_from(mean_deadline_ms.saturating_sub(u128::from(now_ms))).unwrap_or(u64::MAX)
+    }
 }
 
 impl Store {
@@ -170,6 +203,7 @@ impl Store {
         StoreStats {
             num_keys_per_db: client_dbs(&counters.num_keys_per_db),
             num_keys_with_expiry_per_db: client_dbs(&counters.num_keys_with_expiry_per_db),
+            expire_at_s_sum_per_db: client_dbs(&counters.expire_at_s_sum_per_db),
             num_expired_keys_total: load(&counters.num_expired_keys_total),
             num_tombstones: load(&counters.num_tombstones),
             memory_used_bytes: load(&counters.memory_used_bytes),
@@ -203,6 +237,136 @@ mod tests {
             Store::new(config),
             Err(StoreError::InvalidConfig { .. })
         ));
+    }
+
+    /// Runs `op` on `key` in database 0 of `store` at `now_ms`.
+    fn execute(store: &Store, key: &str, op: impl FnOnce(Bytes) -> Op, now_ms: u64) -> Reply {
+        let key = Bytes::from(key.to_owned());
+        let partition = store.partition_of(&key);
+        store.partition(partition).execute(0, op(key), now_ms).reply
+    }
+
+    fn set(key: Bytes, expiry: SetExpiry) -> Op {
+        Op::Set {
+            key,
+            value: Bytes::from_static(b"v"),
+            expiry,
+            condition: SetCondition::Always,
+            return_old: false,
+            flags: 0,
+        }
+    }
+
+    fn expire(key: Bytes, target: crate::ExpireTarget) -> Op {
+        Op::Expire {
+            key,
+            target,
+            condition: crate::ExpireCondition::Always,
+        }
+    }
+
+    #[test]
+    fn average_ttl_follows_every_change_of_an_expiry() {
+        use crate::ExpireTarget::{AtMs, Persist};
+        const NOW_MS: u64 = 1_700_000_000_000;
+        let store = Store::new(StoreConfig {
+            num_partitions: 8,
+            ..StoreConfig::default()
+        })
+        .expect("valid config");
+        // (step, what it does, expected avg_ttl of database 0 in ms at NOW_MS).
+        type Step = Box<dyn Fn(&Store)>;
+        let steps: Vec<(&str, Step, u64)> = vec![
+            ("an empty database", Box::new(|_| {}), 0),
+            (
+                "a key without expiry",
+                Box::new(|store| {
+                    execute(store, "plain", |key| set(key, SetExpiry::Never), NOW_MS);
+                }),
+                0,
+            ),
+            (
+                "keys expiring in 10 s and 30 s",
+                Box::new(|store| {
+                    execute(
+                        store,
+                        "a",
+                        |key| set(key, SetExpiry::AtMs(NOW_MS + 10_000)),
+                        NOW_MS,
+                    );
+                    execute(
+                        store,
+                        "b",
+                        |key| set(key, SetExpiry::AtMs(NOW_MS + 30_000)),
+                        NOW_MS,
+                    );
+                }),
+                20_000,
+            ),
+            (
+                "EXPIRE moves a to 50 s",
+                Box::new(|store| {
+                    execute(store, "a", |key| expire(key, AtMs(NOW_MS + 50_000)), NOW_MS);
+                }),
+                40_000,
+            ),
+            (
+                "PERSIST b",
+                Box::new(|store| {
+                    execute(store, "b", |key| expire(key, Persist), NOW_MS);
+                }),
+                50_000,
+            ),
+            (
+                "a plain SET of a clears its expiry",
+                Box::new(|store| {
+                    execute(store, "a", |key| set(key, SetExpiry::Never), NOW_MS);
+                }),
+                0,
+            ),
+            (
+                "c expiring in 4 s, then deleted",
+                Box::new(|store| {
+                    execute(
+                        store,
+                        "c",
+                        |key| set(key, SetExpiry::AtMs(NOW_MS + 4_000)),
+                        NOW_MS,
+                    );
+                    execute(
+                        store,
+                        "d",
+                        |key| set(key, SetExpiry::AtMs(NOW_MS + 8_000)),
+                        NOW_MS,
+                    );
+                    execute(store, "c", |key| Op::Delete { key, cas_opt: None }, NOW_MS);
+                }),
+                8_000,
+            ),
+        ];
+        for (what, step, expected_ms) in steps {
+            step(&store);
+            assert_eq!(
+                store.stats().average_ttl_ms(0, NOW_MS),
+                expected_ms,
+                "after {what}"
+            );
+        }
+        // Later, and past the deadline, before and after the sweep: never below 0.
+        assert_eq!(store.stats().average_ttl_ms(0, NOW_MS + 6_000), 2_000);
+        assert_eq!(store.stats().average_ttl_ms(0, NOW_MS + 9_000), 0);
+        for partition in 0..8 {
+            store.partition(partition).sweep(NOW_MS + 9_000, usize::MAX);
+        }
+        let stats = store.stats();
+        assert_eq!(stats.num_keys_with_expiry_per_db[0], 0);
+        assert_eq!(stats.expire_at_s_sum_per_db[0], 0);
+        assert_eq!(stats.average_ttl_ms(0, NOW_MS), 0);
+        assert_eq!(
+            stats.average_ttl_ms(200, NOW_MS),
+            0,
+            "a database out of range"
+        );
     }
 
     #[test]

@@ -203,14 +203,21 @@ fn cluster(state: &NodeState, text: &mut String) {
     );
 }
 
+/// Keys, keys with an expiry and their mean TTL in ms per database, of this node's store:
+/// primary and backup copies alike, as `DBSIZE` is not (it counts the cluster's keys once).
 fn keyspace(state: &NodeState, text: &mut String) {
     let store_stats = state.store.stats();
+    let now_ms = state.now_ms();
     text.push_str("# Keyspace\r\n");
     for db in 0..store::NUM_DATABASES {
         let keys = store_stats.num_keys_per_db[usize::from(db)];
         if keys > 0 {
             let expires = store_stats.num_keys_with_expiry_per_db[usize::from(db)];
-            let _ = write!(text, "db{db}:keys={keys},expires={expires},avg_ttl=0\r\n");
+            let avg_ttl_ms = store_stats.average_ttl_ms(db, now_ms);
+            let _ = write!(
+                text,
+                "db{db}:keys={keys},expires={expires},avg_ttl={avg_ttl_ms}\r\n"
+            );
         }
     }
 }

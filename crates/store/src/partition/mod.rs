@@ -270,6 +270,8 @@ struct Summary {
     cost_bytes: u64,
     live: bool,
     expiring: bool,
+    /// A live key's deadline in whole seconds (0 without one), summed for `INFO`'s `avg_ttl`.
+    expire_at_s: u64,
     tombstone: bool,
     /// The slot's expiry-index item: a live key's deadline, or a tombstone's purge time.
     index_deadline_ms: Option<u64>,
@@ -303,6 +305,7 @@ fn summarize(key_len: usize, slot: Option<&Slot>) -> Summary {
                     },
                 live: true,
                 expiring,
+                expire_at_s: entry.expire_at_ms / 1000,
                 tombstone: false,
                 index_deadline_ms: expiring.then_some(entry.expire_at_ms),
             }
@@ -311,6 +314,7 @@ fn summarize(key_len: usize, slot: Option<&Slot>) -> Summary {
             cost_bytes: key_cost_bytes + EXPIRY_INDEX_ITEM_OVERHEAD_BYTES,
             live: false,
             expiring: false,
+            expire_at_s: 0,
             tombstone: true,
             index_deadline_ms: Some(*purge_at_ms),
         },
@@ -329,6 +333,8 @@ struct Totals {
     /// Per stored database: the client ones, then `LOCK_DATABASE`.
     num_keys_per_db: [u64; NUM_STORED_DATABASES],
     num_keys_with_expiry_per_db: [u64; NUM_STORED_DATABASES],
+    /// Per stored database: the sum of the deadlines of the keys with an expiry, in seconds.
+    expire_at_s_sum_per_db: [u64; NUM_STORED_DATABASES],
     num_tombstones: u64,
 }
 
@@ -497,6 +503,12 @@ fn account(totals: &mut Totals, shared: &Shared, db_index: usize, before: Summar
         totals.num_keys_with_expiry_per_db[db_index] =
             totals.num_keys_with_expiry_per_db[db_index].wrapping_add(change);
         counters.add_keys_with_expiry(db_index, change);
+    }
+    if before.expire_at_s != after.expire_at_s {
+        let change = after.expire_at_s.wrapping_sub(before.expire_at_s);
+        totals.expire_at_s_sum_per_db[db_index] =
+            totals.expire_at_s_sum_per_db[db_index].wrapping_add(change);
+        counters.add_expire_at_s_sum(db_index, change);
     }
     if before.tombstone != after.tombstone {
         let change = delta(before.tombstone, after.tombstone);
@@ -777,6 +789,7 @@ impl Partition {
             memory_bytes,
             num_keys_per_db,
             num_keys_with_expiry_per_db,
+            expire_at_s_sum_per_db,
             num_tombstones,
         } = std::mem::take(&mut self.keyspace.totals);
         let counters = &self.shared.counters;
@@ -787,6 +800,7 @@ impl Partition {
                 db_index,
                 num_keys_with_expiry_per_db[db_index].wrapping_neg(),
             );
+            counters.add_expire_at_s_sum(db_index, expire_at_s_sum_per_db[db_index].wrapping_neg());
         }
         counters.add_tombstones(num_tombstones.wrapping_neg());
         self.keyspace.dbs = Default::default();
@@ -801,6 +815,17 @@ impl Partition {
         after_bytes: u64,
     ) -> Result<(), StoreError> {
         shared.check_growth(after_bytes.saturating_sub(before_bytes))
+    }
+
+    /// The sum of the deadlines (whole seconds) of the keys of `db` with an expiry, counted
+    /// from the entries, to check the running total against.
+    #[cfg(test)]
+    fn recompute_expire_at_s_sum(&self, db: u8) -> u64 {
+        self.keyspace.dbs[usize::from(db)]
+            .values()
+            .flat_map(|bucket| bucket.slots())
+            .map(|key_slot| summarize(0, Some(&key_slot.slot)).expire_at_s)
+            .sum()
     }
 
     /// Recomputes the accounted memory from scratch; tests compare it with the running total.

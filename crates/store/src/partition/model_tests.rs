@@ -759,6 +759,11 @@ proptest! {
                 let reply = normalize(partition.execute(0, op, now_ms).reply);
                 prop_assert_eq!(reply, expected, "step {:?} at {}", step, now_ms);
                 prop_assert_eq!(partition.memory_bytes(), partition.recompute_memory_bytes());
+                prop_assert_eq!(
+                    store.stats().expire_at_s_sum_per_db[0],
+                    partition.recompute_expire_at_s_sum(0),
+                    "deadline sum after step {:?}", step
+                );
             }
         }
         // Delete everything, let the tombstones and the leases age out, sweep: memory is back
