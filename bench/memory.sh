@@ -19,21 +19,7 @@ build_scd
 
 # The sessions as raw RESP, generated once with a fixed seed so both servers get the same bytes.
 say "generating $sessions sessions of 1-4 KB"
-perl -e '
-  srand(20261123);
-  my @alphabet = ("a".."z", "A".."Z", "0".."9", "+", "/");
-  my ($sessions) = @ARGV;
-  my $total = 0;
-  for my $index (1 .. $sessions) {
-    my $key = sprintf("PHPREDIS_SESSION:%026d", $index);
-    my $size = 1024 + int(rand(3 * 1024 + 1));
-    my $value = join("", map { $alphabet[int(rand(64))] } 1 .. $size);
-    $total += $size;
-    print "*5\r\n\$3\r\nSET\r\n\$", length($key), "\r\n$key\r\n\$", $size, "\r\n$value\r\n\$2\r\nEX\r\n\$4\r\n1440\r\n";
-  }
-  print STDERR "payload bytes: $total\n";
-' "$sessions" >"$work_dir/sessions.resp" 2>"$work_dir/payload"
-payload_bytes=$(awk '{ print $3 }' "$work_dir/payload")
+payload_bytes=$(generate_sessions "$sessions" "$work_dir/sessions.resp")
 
 start_redis
 start_scd
