@@ -85,6 +85,22 @@ impl Partition {
     }
 
     pub(super) fn get_with_meta(&mut self, db: u8, key: &[u8], now_ms: u64) -> Outcome {
+        // As `get`: a live string is answered from a look that changes nothing.
+        let found = self.keyspace.peek(db, key, now_ms, |entry| {
+            entry.map(|entry| {
+                string_of(entry).map(|value| Reply::Value {
+                    value: value.clone(),
+                    flags: entry.flags,
+                    cas: entry.version.hlc,
+                })
+            })
+        });
+        if let Some(result) = found {
+            return Outcome {
+                reply: result.unwrap_or_else(Reply::Error),
+                mutations: crate::Mutations::new(),
+            };
+        }
         self.run(db, key, now_ms, |_, slot| {
             read(match live(slot) {
                 None => Reply::Nil,
