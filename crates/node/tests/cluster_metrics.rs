@@ -3,99 +3,25 @@
 //! primaries and backups per node and the replication lag per peer, and the crash of a node
 //! shows as promotions and under-replicated partitions.
 
+mod support;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use node::clock::SystemClock;
 use node::config::NodeConfig;
-use node::{Listeners, run_with_clock};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{CrashableNode, TestNode, http_get, sample};
 
 /// How long a test waits for a condition before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The partition count of these nodes.
 const PARTITIONS: u64 = 64;
 
-fn loopback_config(name: &str, join: Vec<SocketAddr>) -> NodeConfig {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut config = NodeConfig::with_name(name);
-    config.client_addr = loopback;
-    config.peer_addr = loopback;
-    config.admin_addr_opt = Some(loopback);
-    config.num_partitions = PARTITIONS as u32;
-    config.join = join;
-    config
-}
-
-/// Starts a node on loopback ports chosen by the system, running until the returned sender is
-/// dropped; returns its peer and admin addresses.
-async fn start(
-    name: &str,
-    join: Vec<SocketAddr>,
-) -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let config = loopback_config(name, join);
-    let listeners = Listeners::bind(&config).expect("loopback ports bind");
-    let peer_addr = listeners.peer_addr();
-    let admin_addr = listeners.admin_addr().expect("an admin listener");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        run_with_clock(config, listeners, Arc::new(SystemClock), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the node runs");
-    });
-    (peer_addr, admin_addr, stop)
-}
-
-/// A node on a runtime and a thread of its own: dropping it drops the runtime without the planned
-/// leave, as `kill -9` would (its links close, its heartbeats stop).
-struct CrashableNode {
-    crash_opt: Option<tokio::sync::oneshot::Sender<()>>,
-    thread_opt: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CrashableNode {
-    fn start(name: &str, join: Vec<SocketAddr>) -> CrashableNode {
-        let config = loopback_config(name, join);
-        let listeners = Listeners::bind(&config).expect("loopback ports bind");
-        let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                tokio::select! {
-                    result = node::run(config, listeners, std::future::pending::<()>()) => {
-                        result.expect("the node runs");
-                    }
-                    _ = crash_rx => {}
-                }
-            });
-            runtime.shutdown_background();
-        });
-        CrashableNode {
-            crash_opt: Some(crash_tx),
-            thread_opt: Some(thread),
-        }
-    }
-
-    fn crash(&mut self) {
-        if let Some(crash) = self.crash_opt.take() {
-            let _ = crash.send(());
-        }
-        if let Some(thread) = self.thread_opt.take() {
-            thread.join().expect("the node's thread ends");
-        }
-    }
-}
-
-impl Drop for CrashableNode {
-    fn drop(&mut self) {
-        self.crash();
+/// The configuration of these nodes: an admin port to read, and `join` to find the cluster by.
+fn with_admin_joining(join: Vec<SocketAddr>) -> impl FnOnce(&mut NodeConfig) {
+    move |config| {
+        config.admin_addr_opt = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.num_partitions = PARTITIONS as u32;
+        config.join = join;
     }
 }
 
@@ -114,35 +40,11 @@ fn node_entry<'a>(view: &'a serde_json::Value, name: &str) -> Option<&'a serde_j
         .find(|node| node["name"] == name)
 }
 
-async fn http_get(address: SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("admin port answers");
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-        .await
-        .expect("request sent");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("response read");
-    response
-}
-
-/// The value of the sample line of `metrics` whose series is exactly `series`, if any.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .filter_map(|line| line.rsplit_once(' '))
-        .find(|(name, _)| *name == series)
-        .and_then(|(_, value)| value.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_handoff_to_a_joining_node_is_a_sample_of_the_handoff_duration_histogram() {
-    let (first_peer, first_admin, _stop_first) = start("first", Vec::new()).await;
-    let (_, _, _stop_second) = start("second", vec![first_peer]).await;
+    let first = TestNode::start_named("first", with_admin_joining(Vec::new())).await;
+    let _second = TestNode::start_named("second", with_admin_joining(vec![first.peer_addr])).await;
+    let first_admin = first.admin_addr_opt.expect("an admin listener");
 
     // The first node owned every partition; the second takes its share by handoffs, which the
     // first counts as the old primary. Counter and histogram are published once a second.
@@ -173,8 +75,9 @@ async fn every_handoff_to_a_joining_node_is_a_sample_of_the_handoff_duration_his
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_shows_ownership_and_lag_per_node_and_a_crash_shows_as_promotions() {
-    let (first_peer, first_admin, _stop_first) = start("first", Vec::new()).await;
-    let mut second = CrashableNode::start("second", vec![first_peer]);
+    let first = TestNode::start_named("first", with_admin_joining(Vec::new())).await;
+    let first_admin = first.admin_addr_opt.expect("an admin listener");
+    let mut second = CrashableNode::start("second", with_admin_joining(vec![first.peer_addr]));
 
     // Settled: every partition has a primary and one backup, split between the two nodes, and
     // the first node measures the lag of its link to the second.

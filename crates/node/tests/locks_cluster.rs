@@ -4,15 +4,13 @@
 //! crash of the primary (the backup is promoted with the lock, and the waiter's node queues it
 //! there); `SCD.STALE` marks a key after a delayed-write failover.
 
-mod locks_support;
+mod support;
 
 use std::time::Instant;
 
-use locks_support::{
-    CrashableNode, TestNode, connect, lock_info, run, wait_for_waiters, wait_until,
-};
 use node::config::{NodeConfig, WriteMode};
 use redis::aio::MultiplexedConnection;
+use support::{CrashableNode, TestNode, connect, lock_info, run, wait_for_waiters, wait_until};
 
 const NUM_PARTITIONS: u32 = 64;
 
@@ -126,7 +124,7 @@ async fn a_waiter_on_the_other_node_is_granted_when_the_holder_on_the_primary_re
     let last = waiter.await.expect("the waiter task").expect("granted");
     assert!(last > granted);
     // A write guarded by the remote node's old token is fenced, wherever it is sent.
-    let fenced: Result<(), String> = locks_support::try_run(
+    let fenced: Result<(), String> = support::try_run(
         &mut on_second,
         &["SCD.SET", &key, "late", &granted.to_string()],
     )

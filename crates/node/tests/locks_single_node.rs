@@ -3,14 +3,12 @@
 //! waiter; `SESSION` locks freed when their connection drops; guarded writes refused after a
 //! newer grant; the waiter bound; `SCD.STALE` on a node that never failed over.
 
-mod locks_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use locks_support::{
-    LockInfo, TestNode, connect, lock_info, run, try_run, wait_for_waiters, wait_until,
-};
 use redis::Value;
+use support::{LockInfo, TestNode, connect, lock_info, run, try_run, wait_for_waiters, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_is_granted_refused_renewed_inspected_and_released_with_its_token() {

@@ -3,15 +3,16 @@
 //! effect at one instant. A write of the old name acknowledged after the value was copied is
 //! never dropped.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use node::clock::SystemClock;
 use node::config::NodeConfig;
-use node::{Listeners, run_with_clock};
 use redis::aio::MultiplexedConnection;
+use support::TestNode;
 
 /// How long the test waits for the cluster before failing.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -19,39 +20,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const ROUNDS: u64 = 300;
 const PARTITIONS: u32 = 64;
 
-/// Starts a node on loopback ports chosen by the system, running until the returned sender is
-/// dropped; returns its client and peer addresses.
-async fn start(
-    name: &str,
-    join: Vec<SocketAddr>,
-) -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut config = NodeConfig::with_name(name);
-    config.client_addr = loopback;
-    config.peer_addr = loopback;
-    config.admin_addr_opt = None;
-    config.num_partitions = PARTITIONS;
-    config.join = join;
-    let listeners = Listeners::bind(&config).expect("loopback ports bind");
-    let client_addr = listeners.client_addr();
-    let peer_addr = listeners.peer_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        run_with_clock(config, listeners, Arc::new(SystemClock), async move {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the node runs");
-    });
-    (client_addr, peer_addr, stop)
-}
-
-async fn connect(address: SocketAddr) -> MultiplexedConnection {
-    redis::Client::open(format!("redis://{address}/"))
-        .expect("a redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection to the in-process node")
+/// The configuration of these nodes: `PARTITIONS`, which `names` counts on, and `join`.
+fn joining(join: Vec<SocketAddr>) -> impl FnOnce(&mut NodeConfig) {
+    move |config| {
+        config.num_partitions = PARTITIONS;
+        config.join = join;
+    }
 }
 
 async fn get(connection: &mut MultiplexedConnection, key: &str) -> Option<u64> {
@@ -78,10 +52,10 @@ fn names(round: u64) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_across_partitions_never_drops_a_write_of_the_old_name_that_came_after_the_copy() {
-    let (first_client, first_peer, _stop_first) = start("first", Vec::new()).await;
-    let (second_client, _, _stop_second) = start("second", vec![first_peer]).await;
-    let mut renamer = connect(second_client).await;
-    let mut writer = connect(first_client).await;
+    let first = TestNode::start_named("first", joining(Vec::new())).await;
+    let second = TestNode::start_named("second", joining(vec![first.peer_addr])).await;
+    let mut renamer = second.connect().await;
+    let mut writer = first.connect().await;
     // Both nodes serve: a write through each is read back through the other.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {

@@ -1,8 +1,9 @@
-//! Helpers of the lock tests: in-process nodes (on a manual or the system clock, or on a runtime
-//! of their own so a test can crash one), `redis` crate connections without a response timeout
-//! (a waiting `SCD.LOCK` answers when it is granted), and `SCD.LOCKINFO` read as a struct.
+//! What the tests of in-process nodes share: nodes on loopback (on a manual or the system clock,
+//! or on a runtime of their own so a test can crash one), `redis` crate connections without a
+//! response timeout (a waiting `SCD.LOCK` answers when it is granted), `GET` on the admin port and
+//! a `/metrics` sample read as a number, and for the lock tests `SCD.LOCKINFO` read as a struct.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // Each test file uses a different part of this module.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use node::clock::{Clock, ManualClock, SystemClock};
 use node::config::NodeConfig;
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 /// How long a test waits for a condition before failing.
@@ -20,10 +22,15 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// The manual clock's start, in Unix milliseconds.
 pub const START_MS: u64 = 1_700_000_000_000;
 
+/// The name of a node started without one; enough where a test runs a single node.
+const DEFAULT_NAME: &str = "locks-test";
+
 /// A node running in the test's runtime, stopped (a planned leave) when dropped.
 pub struct TestNode {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    /// `None` unless `configure` gave the node an admin address (the default has none).
+    pub admin_addr_opt: Option<SocketAddr>,
     pub clock_opt: Option<ManualClock>,
     shutdown_opt: Option<oneshot::Sender<()>>,
     task_opt: Option<tokio::task::JoinHandle<()>>,
@@ -39,26 +46,41 @@ fn loopback_config(name: &str) -> NodeConfig {
     config
 }
 
+/// The loopback configuration of a node called `name`, changed by `configure`, and its listeners,
+/// bound before the node starts so that the test knows the ports the system chose.
+fn bind(name: &str, configure: impl FnOnce(&mut NodeConfig)) -> (NodeConfig, node::Listeners) {
+    let mut config = loopback_config(name);
+    configure(&mut config);
+    let listeners = node::Listeners::bind(&config).expect("loopback ports bind");
+    (config, listeners)
+}
+
 impl TestNode {
     /// A node on a manual clock reading `START_MS`.
     pub async fn start_paused(configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
-        Self::start_with(configure, Some(ManualClock::new(START_MS))).await
+        Self::start_with(DEFAULT_NAME, configure, Some(ManualClock::new(START_MS))).await
     }
 
     /// A node on the system clock (lease timers fire in real time).
     pub async fn start(configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
-        Self::start_with(configure, None).await
+        Self::start_with(DEFAULT_NAME, configure, None).await
+    }
+
+    /// A node called `name` on the system clock: the nodes of a cluster need names of their own,
+    /// and `/cluster` and the metrics' `peer` label show them.
+    pub async fn start_named(name: &str, configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
+        Self::start_with(name, configure, None).await
     }
 
     async fn start_with(
+        name: &str,
         configure: impl FnOnce(&mut NodeConfig),
         clock_opt: Option<ManualClock>,
     ) -> TestNode {
-        let mut config = loopback_config("locks-test");
-        configure(&mut config);
-        let listeners = node::Listeners::bind(&config).expect("loopback ports bind");
+        let (config, listeners) = bind(name, configure);
         let client_addr = listeners.client_addr();
         let peer_addr = listeners.peer_addr();
+        let admin_addr_opt = listeners.admin_addr();
         let clock: Arc<dyn Clock> = match &clock_opt {
             Some(clock) => Arc::new(clock.clone()),
             None => Arc::new(SystemClock),
@@ -75,6 +97,7 @@ impl TestNode {
         TestNode {
             client_addr,
             peer_addr,
+            admin_addr_opt,
             clock_opt,
             shutdown_opt: Some(shutdown_tx),
             task_opt: Some(task),
@@ -119,17 +142,18 @@ impl Drop for TestNode {
 pub struct CrashableNode {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    /// `None` unless `configure` gave the node an admin address (the default has none).
+    pub admin_addr_opt: Option<SocketAddr>,
     crash_opt: Option<oneshot::Sender<()>>,
     thread_opt: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CrashableNode {
     pub fn start(name: &str, configure: impl FnOnce(&mut NodeConfig)) -> CrashableNode {
-        let mut config = loopback_config(name);
-        configure(&mut config);
-        let listeners = node::Listeners::bind(&config).expect("loopback ports bind");
+        let (config, listeners) = bind(name, configure);
         let client_addr = listeners.client_addr();
         let peer_addr = listeners.peer_addr();
+        let admin_addr_opt = listeners.admin_addr();
         let (crash_tx, crash_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -152,6 +176,7 @@ impl CrashableNode {
         CrashableNode {
             client_addr,
             peer_addr,
+            admin_addr_opt,
             crash_opt: Some(crash_tx),
             thread_opt: Some(thread),
         }
@@ -181,6 +206,34 @@ pub async fn connect(address: SocketAddr) -> MultiplexedConnection {
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("a connection to the in-process node")
+}
+
+/// `GET path` over HTTP/1.0 on a node's admin port: the whole answer, status line and headers
+/// included.
+pub async fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("admin port answers");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .expect("request sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    response
+}
+
+/// The value of the sample line of `metrics` whose series (name and labels) is exactly `series`,
+/// if any.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(name, _)| *name == series)
+        .and_then(|(_, value)| value.parse().ok())
 }
 
 /// Runs one command; a Redis error becomes `Err(its line)`.
