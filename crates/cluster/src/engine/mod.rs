@@ -654,16 +654,22 @@ impl<H: Host> Engine<H> {
         link.note_acked(frames);
         self.host.acked(from, frames);
         self.complete_pending_replies();
-        self.complete_announcements(self.last_alive_ms.load(Ordering::Acquire));
+        // An acknowledgement carries no time: the requests deferred behind an announcement run
+        // at the next tick, with its clock. Run here, they would take the last membership
+        // tick's time, up to a tick in the past: a lease (SCD.RENEW, SCD.LOCK) or a relative
+        // expiry would end that much earlier than the primary answered (sim seed 120).
+        self.complete_announcements(None);
     }
 
-    /// Partitions whose new primary's record every peer acknowledged start serving.
-    fn complete_announcements(&self, now_ms: u64) {
+    /// Partitions whose new primary's record every peer acknowledged start serving; with a
+    /// time, the requests deferred meanwhile run now (else the next tick runs them: a partition
+    /// with deferred requests stays active).
+    fn complete_announcements(&self, now_opt: Option<u64>) {
         let partitions: Vec<u32> = self.announcing.lock().iter().copied().collect();
         if partitions.is_empty() {
             return;
         }
-        let ctx = self.ctx(now_ms);
+        let ctx_opt = now_opt.map(|now_ms| self.ctx(now_ms));
         for partition in partitions {
             let mut state = self.partitions[partition as usize].lock();
             let done = match &mut state.primary {
@@ -677,7 +683,9 @@ impl<H: Host> Engine<H> {
             if done {
                 self.announcing.lock().remove(&partition);
                 self.host.partition_changed(partition);
-                self.run_deferred(partition, &mut state, &ctx);
+                if let Some(ctx) = &ctx_opt {
+                    self.run_deferred(partition, &mut state, ctx);
+                }
                 self.finish(partition, &state);
             }
         }
@@ -804,7 +812,7 @@ impl<H: Host> Engine<H> {
             self.forget_link(partition, &mut state, peer, &ctx);
             self.finish(partition, &state);
         }
-        self.complete_announcements(now_ms);
+        self.complete_announcements(Some(now_ms));
         self.recompute_gate();
     }
 
@@ -820,7 +828,7 @@ impl<H: Host> Engine<H> {
                 .store(now_ms, Ordering::Relaxed);
             self.mark_all_for_evaluation();
         }
-        self.complete_announcements(now_ms);
+        self.complete_announcements(Some(now_ms));
         let ctx = self.ctx(now_ms);
         let mut chunk_budget = self.config.chunks_per_tick_max;
         for partition in 0..self.config.num_partitions {
