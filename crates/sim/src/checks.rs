@@ -25,7 +25,11 @@ use crate::world::{Sim, Status};
 /// A partition's content: (db, key) → state.
 type Content = BTreeMap<(u8, Bytes), Change>;
 
-fn export_all(store: &store::Store, partition: u32) -> Content {
+/// A partition's content at `now_ms`: entries whose deadline passed are absent, as every read
+/// sees them. A replica drops an expired entry when something touches it (or its sweeper runs),
+/// by its own clock and without replicating anything, so expired entries may differ between
+/// replicas (lock leases are the entries that expire here).
+fn export_all(store: &store::Store, partition: u32, now_ms: u64) -> Content {
     let data = store.partition(partition);
     let mut cursor = ExportCursor::new();
     let mut content = Content::new();
@@ -35,6 +39,12 @@ fn export_all(store: &store::Store, partition: u32) -> Content {
             break;
         }
         for mutation in chunk {
+            if let Change::Put(image) = &mutation.change
+                && image.expire_at_ms != 0
+                && now_ms > image.expire_at_ms
+            {
+                continue;
+            }
             content.insert((mutation.db, mutation.key), mutation.change);
         }
     }
@@ -295,12 +305,12 @@ impl Sim {
                 primary_content.push(Content::new());
                 continue;
             };
-            let content = export_all(&self.nodes[primary].store, partition);
+            let content = export_all(&self.nodes[primary].store, partition, self.now_ms);
             for backup in &record.backups {
                 let Some(index) = self.index_of_member(*backup) else {
                     continue;
                 };
-                let replica = export_all(&self.nodes[index].store, partition);
+                let replica = export_all(&self.nodes[index].store, partition, self.now_ms);
                 if replica != content {
                     let differing: Vec<String> = content
                         .iter()
@@ -311,13 +321,24 @@ impl Sim {
                                 .filter(|(key, _)| !content.contains_key(*key)),
                         )
                         .take(3)
-                        .map(|((_, key), change)| {
+                        .map(|((db, key), _)| {
+                            let entry = |content: &Content| {
+                                content.get(&(*db, key.clone())).map(|change| match change {
+                                    Change::Put(image) => {
+                                        format!(
+                                            "{:?} expiring at {}",
+                                            image.version, image.expire_at_ms
+                                        )
+                                    }
+                                    Change::Delete { version } => format!("tombstone {version:?}"),
+                                })
+                            };
                             format!(
-                                "{}: primary {:?} backup {:?}",
+                                "db {db} {}: primary {:?} backup {:?}",
                                 String::from_utf8_lossy(key),
-                                content.get(&(0, key.clone())).map(Change::version),
-                                replica.get(&(0, key.clone())).map(Change::version)
-                            ) + &format!(" ({:?})", change.version())
+                                entry(&content),
+                                entry(&replica)
+                            )
                         })
                         .collect();
                     let detail = format!(

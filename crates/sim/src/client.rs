@@ -635,11 +635,6 @@ impl Sim {
 
     fn acknowledged(&mut self, client: usize, flight: Flight, reply: Reply) {
         self.stats.ops_completed += 1;
-        if flight.kind.is_lock_op() {
-            let retried = flight.earlier_maybe_executed;
-            self.lock_acknowledged(client, &flight.kind, reply, flight.started_ms, retried);
-            return;
-        }
         if self.config.trace {
             let key = String::from_utf8_lossy(&self.model.keys[flight.key].key).into_owned();
             if std::env::var("SIM_TRACE_KEY").is_ok_and(|traced| traced == key) {
@@ -651,6 +646,11 @@ impl Sim {
                     )
                 });
             }
+        }
+        if flight.kind.is_lock_op() {
+            let retried = flight.earlier_maybe_executed;
+            self.lock_acknowledged(client, &flight.kind, reply, flight.started_ms, retried);
+            return;
         }
         let strict = self.window.reads_are_strict(&self.config);
         let model = &mut self.model.keys[flight.key];

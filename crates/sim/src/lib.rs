@@ -6,6 +6,8 @@
 //! resets, partitions between groups). Frames cross the links through the real wire encoding.
 //! Simulated clients issue operations through `Engine::execute` and follow its answers as the
 //! node's relay does, and every acknowledged outcome feeds a model the checks compare against.
+//! Lock clients (`locks`) take session locks with leases and waits, write guarded by their
+//! fencing token and release, crash or stall; the lock invariants are checked as they run.
 //!
 //! Faults are steps ([`Step`]): add a node, kill (state gone; a restart is a new incarnation),
 //! pause and resume (the node's clock and inputs stop, then jump), split the network into groups

@@ -30,11 +30,15 @@
 //!
 //! A crashed client's hold stays valid until its deadline: nobody released it.
 //!
-//! Two events are **in one connected group** (they have related [`Lineage`]s) when no heal or
-//! regrouping of the network happened between them and the groups of the nodes that served them
-//! overlap: splits only cut groups, so groups of one era are nested or disjoint. A grant whose
-//! operation was in flight across a heal is related to nothing (which side executed it is not
-//! known).
+//! Two events are **in one connected group** (they have related [`Lineage`]s) when no network
+//! change happened between them and the nodes that served them were in one group. Every split,
+//! regrouping, heal, pause and resume starts a new era: a side of a split (or the nodes around a
+//! paused one) that held no copy of a partition claims it empty and starts a history of its own,
+//! so events before and after are not compared. From a heal or a resume to the next settle the
+//! two histories still act apart (the sides have not seen each other yet, or are merging), and
+//! events then are related to nothing. An operation in flight across an era change is related to
+//! nothing either (which side executed it is not known). The checks are therefore strict between
+//! faults that split the cluster, and through kills, restarts, leaves and link resets.
 //!
 //! # Invariants
 //!

@@ -98,19 +98,27 @@ impl Sim {
             Step::Pause(node) => {
                 if *node < self.nodes.len() && self.nodes[*node].status == Status::Running {
                     self.window.pauses += 1;
+                    // For the lock checks a pause is a split (the node is cut off, the others
+                    // promote or, past the backups, claim its partitions empty)...
+                    self.locks.network_era += 1;
                     self.pause_node(*node);
                 }
             }
             Step::Resume(node) => {
-                if *node < self.nodes.len() {
+                if *node < self.nodes.len() && self.nodes[*node].status == Status::Paused {
+                    // ...and its resumption a heal: until the next settle both histories act.
+                    self.locks.network_era += 1;
+                    self.locks.healing = true;
                     self.resume_node(*node);
                 }
             }
             Step::Partition(groups) => {
                 self.window.partitions += 1;
+                // A side of a split that held no copy of a partition claims it empty (after
+                // `claim_fallback_ms`) and starts a history of its own: a new era.
+                self.locks.network_era += 1;
                 if self.groups.is_some() {
-                    // A regrouping joins some nodes that were apart: a new era, like a heal.
-                    self.locks.network_era += 1;
+                    // A regrouping also joins some nodes that were apart, like a heal.
                     self.locks.healing = true;
                 }
                 let mut sets: Vec<BTreeSet<usize>> = groups

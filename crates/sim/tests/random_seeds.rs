@@ -1,7 +1,7 @@
 //! Random scenarios: `SCD_SIM_SEEDS` seeds (default 300) from `SCD_SIM_SEED` (default 1), each a
 //! cluster of 3–5 nodes put through 6–12 random faults (kills, restarts, pauses, splits, link
-//! resets, planned leaves, datagram loss, joins) with settles in between, all invariants checked
-//! throughout. A failure prints its seed; `cargo run -p sim --release -- --seed N --trace`
+//! resets, planned leaves, datagram loss, joins) with settles in between, and 2–4 lock clients
+//! contending for 1–3 locks, all invariants (the lock ones too) checked throughout. A failure prints its seed; `cargo run -p sim --release -- --seed N --trace`
 //! replays it exactly. Longer runs: `cargo run -p sim --release -- --seeds 10000`.
 
 fn env_number(name: &str, default: u64) -> u64 {
