@@ -106,14 +106,23 @@ struct Hold {
     lineage_opt: Option<Lineage>,
     /// The lock-loss epoch at the grant (see `LockModel::lock_loss_epoch`).
     loss_epoch: u64,
-    granted_at_ms: u64,
-    /// Why it stopped being valid before its deadline, if it did.
+    /// When the primary granted it: its deadline less its lease (every node reads the one
+    /// simulated clock). A grant may be acknowledged long after (write-through waits for a
+    /// backup), so grants are ordered by this, not by their acknowledgement.
+    executed_at_ms: u64,
+    /// Why it stopped being valid before its deadline, if it did, and since when.
     ended_opt: Option<&'static str>,
+    ended_at_ms: u64,
 }
 
 impl Hold {
-    fn is_valid(&self, now_ms: u64) -> bool {
-        self.ended_opt.is_none() && now_ms <= self.deadline_ms
+    /// The last moment the hold is valid: its deadline, or just before its client gave it up
+    /// (a release and the next grant can share a millisecond) or learned it was gone.
+    fn valid_until_ms(&self) -> u64 {
+        match self.ended_opt {
+            Some(_) => self.ended_at_ms.saturating_sub(1).min(self.deadline_ms),
+            None => self.deadline_ms,
+        }
     }
 }
 
@@ -360,7 +369,7 @@ impl Sim {
                 None
             } else {
                 // From here on the client no longer counts itself a holder.
-                self.locks.keys[held.lock_key].holds[held.hold].ended_opt = Some("released");
+                self.end_hold(held.lock_key, held.hold, "released");
                 state.held_opt = None;
                 Some((
                     model_key,
@@ -438,7 +447,14 @@ impl Sim {
                 let node = self.clients[client].node;
                 let lineage_opt = self.lineage_of(node).filter(|lineage| lineage.era == *era);
                 let owner = state.owner(client);
-                self.check_grant(*lock_key, client, &owner, token, &lineage_opt);
+                let executed_at_ms = deadline_ms.saturating_sub((*lease_ms).max(1));
+                self.check_grant(
+                    *lock_key,
+                    client,
+                    &owner,
+                    (token, executed_at_ms, deadline_ms),
+                    &lineage_opt,
+                );
                 self.stats.lock_grants += 1;
                 let writes_left = 1 + self.rng.up_to(LOCK_WRITES_PER_HOLD_MAX - 1);
                 let crashes = self.rng.chance(self.config.lock_crash_chance);
@@ -452,8 +468,9 @@ impl Sim {
                     deadline_ms,
                     lineage_opt,
                     loss_epoch,
-                    granted_at_ms: now_ms,
+                    executed_at_ms,
                     ended_opt: None,
+                    ended_at_ms: 0,
                 });
                 state.held_opt = Some(Held {
                     lock_key: *lock_key,
@@ -525,7 +542,7 @@ impl Sim {
                     );
                     self.lost_while_valid(*lock_key, *hold, &what, false);
                     // A newer grant, or none: either way this token is no good any more.
-                    self.locks.keys[*lock_key].holds[*hold].ended_opt = Some("fenced");
+                    self.end_hold(*lock_key, *hold, "fenced");
                 }
                 if state
                     .held_opt
@@ -565,7 +582,7 @@ impl Sim {
                 } else {
                     if self.locks.keys[*lock_key].holds[*hold].ended_opt.is_none() {
                         self.lost_while_valid(*lock_key, *hold, "its renewal answered 0", retried);
-                        self.locks.keys[*lock_key].holds[*hold].ended_opt = Some("not renewed");
+                        self.end_hold(*lock_key, *hold, "not renewed");
                     }
                     if still_held {
                         state.held_opt = None;
@@ -616,15 +633,30 @@ impl Sim {
         }
     }
 
-    /// Invariants (a) and (b) at a grant to `owner` of `lock_key` with `token`.
+    /// Ends hold `hold` of `lock_key` now, for `why`.
+    fn end_hold(&mut self, lock_key: usize, hold: usize, why: &'static str) {
+        let now_ms = self.now_ms;
+        if let Some(hold) = self.locks.keys[lock_key].holds.get_mut(hold)
+            && hold.ended_opt.is_none()
+        {
+            hold.ended_opt = Some(why);
+            hold.ended_at_ms = now_ms;
+        }
+    }
+
+    /// Invariants (a) and (b) when a grant to `owner` of `lock_key` is acknowledged: `grant` is
+    /// its token, when the primary made it and its deadline. Against every other owner's hold
+    /// of the same connected group: (a) neither was made while the other was valid, (b) the one
+    /// made later has the larger token.
     fn check_grant(
         &mut self,
         lock_key: usize,
         client: usize,
         owner: &Bytes,
-        token: u64,
+        grant: (u64, u64, u64),
         lineage_opt: &Option<Lineage>,
     ) {
+        let (token, executed_at_ms, deadline_ms) = grant;
         let Some(lineage) = lineage_opt else {
             self.stats.lock_checks_skipped_across_heal += 1;
             return;
@@ -633,10 +665,10 @@ impl Sim {
             self.stats.lock_checks_excused += 1;
             return;
         }
-        let now_ms = self.now_ms;
         let epoch = self.locks.lock_loss_epoch;
         let key = &self.locks.keys[lock_key];
         let name = String::from_utf8_lossy(&self.model.keys[key.model_key].key).into_owned();
+        let at = |ms: u64| ms.saturating_sub(self.start_ms);
         let mut problem_opt = None;
         let mut unrelated = 0;
         for hold in key.holds.iter().rev() {
@@ -646,37 +678,37 @@ impl Sim {
             let Some(other) = &hold.lineage_opt else {
                 continue;
             };
+            let overlap = if hold.executed_at_ms <= executed_at_ms {
+                executed_at_ms <= hold.valid_until_ms()
+            } else {
+                hold.executed_at_ms <= deadline_ms
+            };
+            let out_of_order = (hold.executed_at_ms < executed_at_ms && hold.token >= token)
+                || (hold.executed_at_ms > executed_at_ms && hold.token <= token);
             if !other.related(lineage) {
-                if hold.is_valid(now_ms) || hold.token >= token {
-                    unrelated += 1;
-                }
+                unrelated += usize::from(overlap);
                 continue;
             }
-            if hold.is_valid(now_ms) {
+            let describe = format!(
+                "{name}: client {client} ({}) was granted token {token} at {} ms (valid until {} ms); client {} ({}) token {} at {} ms (valid until {} ms)",
+                String::from_utf8_lossy(owner),
+                at(executed_at_ms),
+                at(deadline_ms),
+                hold.client,
+                String::from_utf8_lossy(&hold.owner),
+                hold.token,
+                at(hold.executed_at_ms),
+                at(hold.valid_until_ms())
+            );
+            if overlap {
                 problem_opt = Some((
                     "locks (a): never two valid holders in one connected group",
-                    format!(
-                        "{name}: client {client} ({}) granted token {token} while client {} ({}) holds token {} until {} ms (granted at {} ms)",
-                        String::from_utf8_lossy(owner),
-                        hold.client,
-                        String::from_utf8_lossy(&hold.owner),
-                        hold.token,
-                        hold.deadline_ms.saturating_sub(self.start_ms),
-                        hold.granted_at_ms.saturating_sub(self.start_ms)
-                    ),
+                    describe,
                 ));
                 break;
             }
-            if hold.token >= token {
-                problem_opt = Some((
-                    "locks (b): tokens grow per key",
-                    format!(
-                        "{name}: client {client} granted token {token} after client {} was granted {} at {} ms",
-                        hold.client,
-                        hold.token,
-                        hold.granted_at_ms.saturating_sub(self.start_ms)
-                    ),
-                ));
+            if out_of_order {
+                problem_opt = Some(("locks (b): tokens grow per key", describe));
                 break;
             }
         }
@@ -944,8 +976,9 @@ mod tests {
                 group: None,
             }),
             loss_epoch: 0,
-            granted_at_ms: 0,
+            executed_at_ms: 0,
             ended_opt: None,
+            ended_at_ms: 0,
         }
     }
 
@@ -955,16 +988,21 @@ mod tests {
         sim.locks.keys[0].holds = holds
             .into_iter()
             .map(|mut hold| {
+                hold.executed_at_ms = now_ms - 600;
                 hold.deadline_ms = if hold.deadline_ms == 1 {
                     now_ms + 500
                 } else {
                     now_ms - 1
                 };
+                if hold.ended_opt.is_some() {
+                    hold.ended_at_ms = now_ms - 10;
+                }
                 hold
             })
             .collect();
         let lineage = sim.lineage_of(0);
-        sim.check_grant(0, 1, &Bytes::from_static(b"worker-1.0"), token, &lineage);
+        let grant = (token, now_ms, now_ms + 300);
+        sim.check_grant(0, 1, &Bytes::from_static(b"worker-1.0"), grant, &lineage);
         let check = sim.failure.as_ref().map(|failure| failure.check);
         match expect {
             Some(prefix) => assert!(
@@ -987,6 +1025,30 @@ mod tests {
         check_grant_fails(vec![released], 9, None);
         // The same owner again (a refresh): fine.
         check_grant_fails(vec![hold(1, "worker-1.0", 9, true)], 9, None);
+    }
+
+    #[test]
+    fn grants_are_ordered_by_when_the_primary_made_them_not_by_their_acknowledgement() {
+        let mut sim = settled_sim();
+        let now_ms = sim.now_ms;
+        let lineage = sim.lineage_of(0);
+        // Granted later, acknowledged first: valid from now - 50 until now + 200.
+        let mut later = hold(0, "worker-0.0", 9, true);
+        later.executed_at_ms = now_ms - 50;
+        later.deadline_ms = now_ms + 200;
+        sim.locks.keys[0].holds = vec![later];
+        // Made before it, acknowledged only now (a backup was slow), its lease already over
+        // when the other was made: no conflict, and its smaller token is in order.
+        let owner = Bytes::from_static(b"worker-1.0");
+        sim.check_grant(0, 1, &owner, (5, now_ms - 400, now_ms - 60), &lineage);
+        assert_eq!(sim.failure, None);
+        // Still valid when the other was made: two holders.
+        sim.check_grant(0, 1, &owner, (5, now_ms - 400, now_ms - 40), &lineage);
+        let check = sim.failure.as_ref().map(|failure| failure.check);
+        assert_eq!(
+            check,
+            Some("locks (a): never two valid holders in one connected group")
+        );
     }
 
     #[test]
