@@ -42,12 +42,15 @@
 //!
 //! # Invariants
 //!
-//! - **(a) one holder**: when a grant is acknowledged, no other owner holds a valid hold of the
-//!   same key granted in the same connected group. Holds only begin at acknowledged grants, so
-//!   checking there covers every moment. Also: a valid holder's guarded write is never refused,
-//!   and its release and renewal never answer 0 (the lock was lost or granted to another).
-//! - **(b) tokens grow**: a grant's token exceeds every token granted to another owner earlier
-//!   in the same connected group, across failovers and handoffs.
+//! - **(a) one holder**: when a grant is acknowledged, it was not made while another owner's
+//!   hold of the same key in the same connected group was valid, nor was such a hold made while
+//!   it was. Grants are placed in time by when the primary made them (deadline less lease), not
+//!   by their acknowledgement, which write-through may delay past the lease. Every hold is
+//!   compared with every other when the later of the two is acknowledged, so no moment escapes.
+//!   Also: a valid holder's guarded write is never refused, and its release and renewal never
+//!   answer 0 (the lock was lost or granted to another).
+//! - **(b) tokens grow**: of two grants to different owners in one connected group, the one
+//!   the primary made later has the larger token, across failovers and handoffs.
 //! - **(c) fenced writes land in token order**: on every node (so on the primary, before and
 //!   after a promotion), the token carried by the stored value of a lock key never decreases
 //!   while its version increases (a write with an older token landing after one with a newer
