@@ -87,13 +87,16 @@ start_redis() {
   wait_for_ping "$redis_port"
 }
 
-# Starts scd (release build) with its defaults; sets scd_port and scd_pid.
+# Starts scd (release build) with its defaults and $SCD_RUN_ARGS; sets scd_port and scd_pid.
 start_scd() {
   scd_port=$(free_port)
   local peer_port
   peer_port=$(free_port)
+  # SCD_RUN_ARGS: extra `scd run` flags, e.g. SCD_RUN_ARGS="--client-threads 2".
+  local -a extra_args
+  read -r -a extra_args <<<"${SCD_RUN_ARGS:-}"
   "$scd_binary" run --client "127.0.0.1:$scd_port" --peer "127.0.0.1:$peer_port" --admin off \
-    --log-level warn 2>"$work_dir/scd.log" &
+    --log-level warn "${extra_args[@]}" 2>"$work_dir/scd.log" &
   scd_pid=$!
   started_pids+=("$scd_pid")
   wait_for_ping "$scd_port"
