@@ -334,27 +334,17 @@ results="$work_dir/results"
 relays_total=0
 commands_total=0
 
-# bench TARGET PORT PIPELINE ROUND: one redis-benchmark run, appending
-# "target pipeline test rps round".
-bench() {
-  local target=$1 port=$2 pipeline=$3 round=$4
-  redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$clients" -d "$value_bytes" \
-    -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
-    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
-      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$results"
-}
-
 for round in $(seq 1 "$rounds"); do
   for pipeline in 1 16; do
     if ((round % 2)); then order="single cluster"; else order="cluster single"; fi
     for target in $order; do
       say "round $round/$rounds: $target, -P $pipeline"
       if [[ $target == single ]]; then
-        bench single "${node_client_port[single]}" "$pipeline" "$round"
+        bench_set_get single "${node_client_port[single]}" "$pipeline" "$round"
       else
         relays_before=$(node_stat n1 metrics.relays_total.ok)
         commands_before=$(node_stat n1 commands_processed)
-        bench cluster "${node_client_port[n1]}" "$pipeline" "$round"
+        bench_set_get cluster "${node_client_port[n1]}" "$pipeline" "$round"
         relays_total=$((relays_total + $(node_stat n1 metrics.relays_total.ok) - relays_before))
         commands_total=$((commands_total + $(node_stat n1 commands_processed) - commands_before))
       fi

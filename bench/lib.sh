@@ -301,3 +301,14 @@ start_memcached() {
   started_pids+=("$memcached_pid")
   wait_for_memcached "$memcached_port"
 }
+
+# bench_set_get TARGET PORT PIPELINE ROUND: one `redis-benchmark -t set,get` run with the caller's
+# clients, value_bytes, keyspace and requests; appends "target pipeline test rps round" to the
+# file named by $results.
+bench_set_get() {
+  local target=$1 port=$2 pipeline=$3 round=$4
+  redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$clients" -d "$value_bytes" \
+    -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
+    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
+      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$results"
+}

@@ -29,23 +29,13 @@ say "redis-server on $redis_port (pid $redis_pid), scd on $scd_port (pid $scd_pi
 results="$work_dir/results"
 : >"$results"
 
-# bench TARGET PORT PIPELINE ROUND: one redis-benchmark run, appending
-# "target pipeline test rps round".
-bench() {
-  local target=$1 port=$2 pipeline=$3 round=$4
-  redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$clients" -d "$value_bytes" \
-    -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
-    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
-      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$results"
-}
-
 for round in $(seq 1 "$rounds"); do
   for pipeline in 1 16; do
     if ((round % 2)); then order="redis scd"; else order="scd redis"; fi
     for target in $order; do
       if [[ $target == redis ]]; then port=$redis_port; else port=$scd_port; fi
       say "round $round/$rounds: $target, -P $pipeline"
-      bench "$target" "$port" "$pipeline" "$round"
+      bench_set_get "$target" "$port" "$pipeline" "$round"
     done
   done
 done
