@@ -7,6 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -116,6 +117,12 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // PHP's server workers outlive a killed server: its group goes too.
+        let pid = i32::try_from(self.child.id()).unwrap_or(i32::MAX);
+        // SAFETY: kill(2) on the group of a child this test started in a group of its own.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
     }
 }
 
@@ -382,6 +389,7 @@ fn php_sessions_in_memcached_count_every_one_of_20_concurrent_requests() {
     let log = dir.join("php.log");
     // The session handler at php-memcached's defaults: binary protocol, locking on.
     let mut child = Command::new("php")
+        .process_group(0)
         .env("PHP_CLI_SERVER_WORKERS", "4")
         .args(["-d", "session.save_handler=memcached"])
         .arg("-d")

@@ -251,7 +251,10 @@ impl ChildProcess {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // A group of its own, so that what it starts (PHP's server workers, the demo's
+            // nodes) is killed with it.
+            .process_group(0);
         // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
         unsafe {
             command.pre_exec(|| {
@@ -400,6 +403,7 @@ impl ChildProcess {
             return status;
         }
         self.signal(libc::SIGKILL);
+        kill_group(self.pid());
         let status = self.child.wait().expect("a killed child can be reaped");
         self.exit_status_opt = Some(status);
         status
@@ -453,9 +457,20 @@ impl Drop for ChildProcess {
             let _ = self.child.kill();
             self.exit_status_opt = self.child.wait().ok();
         }
+        // Whatever it started and left behind (PHP's workers outlive a killed server).
+        kill_group(self.pid());
         if std::thread::panicking() {
             self.print_log();
         }
+    }
+}
+
+/// Sends SIGKILL to the process group `leader_pid` leads (its own, see `ChildProcess::spawn`);
+/// nothing happens when the group is gone.
+pub fn kill_group(leader_pid: i32) {
+    // SAFETY: kill(2) on the group of a child this test started in a group of its own.
+    unsafe {
+        libc::kill(-leader_pid, libc::SIGKILL);
     }
 }
 
