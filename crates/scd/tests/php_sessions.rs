@@ -13,7 +13,7 @@ use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::process::Command;
 
-use common::{ChildProcess, HttpResponse, Scd, free_port, http_request, read_reply, request};
+use common::{ChildProcess, HttpResponse, Scd, http_request, read_reply, request};
 
 /// Concurrent requests of one session.
 const NUM_CONCURRENT_REQUESTS: usize = 30;
@@ -46,58 +46,24 @@ struct PhpServer {
 
 impl PhpServer {
     fn start(scd: &Scd, locking: bool) -> PhpServer {
-        let docroot = common::repository_root().join("tests/php/docroot");
-        for _attempt in 0..5 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port(false)));
-            let mut command = Command::new("php");
-            command
-                .env("PHP_CLI_SERVER_WORKERS", PHP_WORKERS.to_string())
-                .arg("-d")
-                .arg("session.save_handler=redis")
-                .arg("-d")
-                .arg(format!("session.save_path=tcp://{}", scd.client_addr))
-                .arg("-d")
-                .arg(format!(
-                    "redis.session.locking_enabled={}",
-                    if locking { 1 } else { 0 }
-                ))
-                // Wait for the lock up to 2000 x 5 ms = 10 s: phpredis' defaults (10 x 2 ms)
-                // give up long before 30 requests of 20 ms each are through.
-                .arg("-d")
-                .arg("redis.session.lock_wait_time=5000")
-                .arg("-d")
-                .arg("redis.session.lock_retries=2000")
-                .arg("-d")
-                .arg("redis.session.lock_expire=60")
-                .arg("-d")
-                .arg("session.gc_probability=0")
-                .arg("-d")
-                .arg("display_errors=stderr")
-                .arg("-S")
-                .arg(addr.to_string())
-                .arg("-t")
-                .arg(&docroot);
-            let label = format!(
-                "php -S {addr} (locking {})",
-                if locking { "on" } else { "off" }
-            );
-            let mut process = ChildProcess::spawn(label, command).expect("php runs");
-            let ready = common::wait_until(common::READY_TIMEOUT, || {
-                if process.try_exit_status().is_some() {
-                    return Some(false);
-                }
-                std::net::TcpStream::connect(addr).ok().map(|_| true)
-            });
-            match ready {
-                Some(true) => return PhpServer { process, addr },
-                Some(false) if process.log().contains("Failed to listen") => continue,
-                _ => {
-                    process.print_log();
-                    panic!("php -S did not start");
-                }
-            }
-        }
-        panic!("php -S found no free port");
+        let settings = [
+            "session.save_handler=redis".to_string(),
+            format!("session.save_path=tcp://{}", scd.client_addr),
+            format!(
+                "redis.session.locking_enabled={}",
+                if locking { 1 } else { 0 }
+            ),
+            // Wait for the lock up to 2000 x 5 ms = 10 s: phpredis' defaults (10 x 2 ms)
+            // give up long before 30 requests of 20 ms each are through.
+            "redis.session.lock_wait_time=5000".to_string(),
+            "redis.session.lock_retries=2000".to_string(),
+            "redis.session.lock_expire=60".to_string(),
+            "session.gc_probability=0".to_string(),
+            "display_errors=stderr".to_string(),
+        ];
+        let label = format!("locking {}", if locking { "on" } else { "off" });
+        let (process, addr) = common::start_php_server(&label, PHP_WORKERS, &settings);
+        PhpServer { process, addr }
     }
 
     fn get(&self, path: &str, session_id_opt: Option<&str>) -> HttpResponse {

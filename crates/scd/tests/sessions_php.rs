@@ -124,43 +124,12 @@ struct WebServer {
 
 impl WebServer {
     fn start(label: &str, handler: Handler, node: &Scd, memcached_port: u16) -> WebServer {
-        let docroot = common::repository_root().join("tests/php/docroot");
-        for _attempt in 0..5 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port(false)));
-            let mut command = Command::new("php");
-            command.env("PHP_CLI_SERVER_WORKERS", PHP_WORKERS.to_string());
-            for setting in handler.php_settings(node, memcached_port) {
-                command.arg("-d").arg(setting);
-            }
-            command
-                .arg("-S")
-                .arg(addr.to_string())
-                .arg("-t")
-                .arg(&docroot);
-            let mut process = ChildProcess::spawn(
-                format!(
-                    "php -S {addr} (web server {label}, {handler:?} on {})",
-                    node.name
-                ),
-                command,
-            )
-            .expect("php runs");
-            let ready = common::wait_until(common::READY_TIMEOUT, || {
-                if process.try_exit_status().is_some() {
-                    return Some(false);
-                }
-                std::net::TcpStream::connect(addr).ok().map(|_| true)
-            });
-            match ready {
-                Some(true) => return WebServer { process, addr },
-                Some(false) if process.log().contains("Failed to listen") => continue,
-                _ => {
-                    process.print_log();
-                    panic!("php -S did not start");
-                }
-            }
-        }
-        panic!("php -S found no free port");
+        let (process, addr) = common::start_php_server(
+            &format!("web server {label}, {handler:?} on {}", node.name),
+            PHP_WORKERS,
+            &handler.php_settings(node, memcached_port),
+        );
+        WebServer { process, addr }
     }
 
     fn get(&self, path: &str, session_id: &str) -> std::io::Result<HttpResponse> {

@@ -465,6 +465,47 @@ impl Drop for ChildProcess {
     }
 }
 
+/// PHP's built-in web server serving `tests/php/docroot` with `PHP_CLI_SERVER_WORKERS=workers`
+/// and each of `settings` given as `-d`, on a free loopback port (another one when the port was
+/// taken meanwhile). `label` names it in logs; the address is appended.
+pub fn start_php_server(
+    label: &str,
+    workers: usize,
+    settings: &[String],
+) -> (ChildProcess, SocketAddr) {
+    let docroot = repository_root().join("tests/php/docroot");
+    for _attempt in 0..5 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port(false)));
+        let mut command = Command::new("php");
+        command.env("PHP_CLI_SERVER_WORKERS", workers.to_string());
+        for setting in settings {
+            command.arg("-d").arg(setting);
+        }
+        command
+            .arg("-S")
+            .arg(addr.to_string())
+            .arg("-t")
+            .arg(&docroot);
+        let mut process =
+            ChildProcess::spawn(format!("php -S {addr} ({label})"), command).expect("php runs");
+        let ready = wait_until(READY_TIMEOUT, || {
+            if process.try_exit_status().is_some() {
+                return Some(false);
+            }
+            std::net::TcpStream::connect(addr).ok().map(|_| true)
+        });
+        match ready {
+            Some(true) => return (process, addr),
+            Some(false) if process.log().contains("Failed to listen") => continue,
+            _ => {
+                process.print_log();
+                panic!("php -S did not start");
+            }
+        }
+    }
+    panic!("php -S found no free port");
+}
+
 /// Sends SIGKILL to the process group `leader_pid` leads (its own, see `ChildProcess::spawn`);
 /// nothing happens when the group is gone.
 pub fn kill_group(leader_pid: i32) {
