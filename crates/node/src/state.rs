@@ -190,11 +190,6 @@ pub(crate) fn memcached_command_index(memcached_index: usize) -> usize {
     resp::table::COMMAND_TABLE.len() + memcached_index
 }
 
-/// The statistics index of a RESP command name: its row of the command table.
-pub(crate) fn resp_command_index(name: &[u8]) -> Option<usize> {
-    resp::table::lookup_index(name)
-}
-
 /// A random 40-hex-digit run id. Not a secret: it only has to differ between starts.
 pub(crate) fn new_run_id() -> String {
     let mut bytes = [0u8; 20];

@@ -18,7 +18,7 @@ use super::dispatch::{Dispatched, dispatch};
 use super::reply::{self, Shape};
 use super::session::Session;
 use crate::pending::{BoxFuture, Pending};
-use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal, resp_command_index};
+use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal};
 
 /// Room kept free in the input buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -202,7 +202,10 @@ fn prepare(
     queue: &mut VecDeque<Queued>,
 ) -> Option<Prepared> {
     let started = Instant::now();
-    let command_index_opt = args.first().and_then(|name| resp_command_index(name));
+    // The name's row of the command table: the statistics index, and what the parser needs.
+    let command_index_opt = args
+        .first()
+        .and_then(|name| resp::table::lookup_index(name));
     session.last_command_at = started;
     if let Some(index) = command_index_opt {
         session.last_command = resp::table::COMMAND_TABLE[index].name;
@@ -228,7 +231,7 @@ fn prepare(
         }
     }
 
-    match Command::parse(args) {
+    match Command::parse_looked_up(args, command_index_opt) {
         // Unknown commands were refused by the parser, so the index is known here.
         Ok(command) => Some(Prepared {
             command,

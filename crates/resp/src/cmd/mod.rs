@@ -118,7 +118,17 @@ impl Command {
     /// Redis 7 would reply. Takes the arguments by value so they move into the command
     /// without copying or reference counting.
     pub fn parse(args: Vec<Bytes>) -> Result<Command, CommandError> {
-        let spec = resolve(&args)?;
+        let row_opt = args.first().and_then(|name| table::lookup_index(name));
+        Self::parse_looked_up(args, row_opt)
+    }
+
+    /// [`Command::parse`] for a caller that already looked the name up: `row_opt` is what
+    /// [`table::lookup_index`] answered for `args[0]`, so the name is not looked up twice.
+    pub fn parse_looked_up(
+        args: Vec<Bytes>,
+        row_opt: Option<usize>,
+    ) -> Result<Command, CommandError> {
+        let spec = resolve(&args, row_opt)?;
         (spec.parse)(args)
     }
 
@@ -139,11 +149,12 @@ impl Command {
 
 /// Finds the table row for a request: the command, or the subcommand of a container, with
 /// the argument count checked against its arity.
-pub(crate) fn resolve(args: &[Bytes]) -> Result<&'static CommandSpec, CommandError> {
-    let Some(name) = args.first() else {
+/// `row_opt` is the row of `args[0]` (`table::lookup_index`).
+fn resolve(args: &[Bytes], row_opt: Option<usize>) -> Result<&'static CommandSpec, CommandError> {
+    if args.is_empty() {
         return Err(CommandError::Empty);
-    };
-    let Some(mut spec) = table::lookup(name) else {
+    }
+    let Some(mut spec) = row_opt.and_then(|row| table::COMMAND_TABLE.get(row)) else {
         return Err(unknown_command(args));
     };
     if !spec.subcommands.is_empty()
