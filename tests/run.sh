@@ -55,7 +55,3 @@ say "cargo test --release --workspace"
 cargo test --release --workspace "$@"
 
 say "all tests passed"
-if [[ -z ${SCD_RUN_QUARANTINED:-} ]]; then
-  say "QUARANTINED, not run: sessions_php's php-memcached kill test (a known open bug, README" \
-    "'Known problems'); SCD_RUN_QUARANTINED=1 bash tests/run.sh runs it"
-fi

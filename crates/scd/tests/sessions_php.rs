@@ -171,9 +171,11 @@ struct Increment {
     sent_at: Instant,
     answered_at: Instant,
     outcome: Outcome,
+    /// The answer's body when it was not a plain success (warnings, errors), for the report.
+    detail: Option<String>,
 }
 
-fn outcome_of(response: std::io::Result<HttpResponse>) -> Outcome {
+fn outcome_of(response: &std::io::Result<HttpResponse>) -> Outcome {
     let response = match response {
         Ok(response) => response,
         Err(error) => return Outcome::NotWritten(format!("HTTP: {error}")),
@@ -195,12 +197,19 @@ fn outcome_of(response: std::io::Result<HttpResponse>) -> Outcome {
 
 fn increment(server: &WebServer, label: &'static str, session_id: &str) -> Increment {
     let sent_at = Instant::now();
-    let outcome = outcome_of(server.get("/increment.php", session_id));
+    let response = server.get("/increment.php", session_id);
+    let outcome = outcome_of(&response);
+    let detail = match &response {
+        Ok(response) if response.status == 200 => None,
+        Ok(response) => Some(response.body.trim().to_string()),
+        Err(error) => Some(error.to_string()),
+    };
     Increment {
         server: label,
         sent_at,
         answered_at: Instant::now(),
         outcome,
+        detail,
     }
 }
 
@@ -341,7 +350,15 @@ fn session_id_primaried_by(node: &Scd, handler: Handler) -> String {
 
 fn print_increments(increments: &[Increment]) {
     for increment in increments {
-        eprintln!("  {} -> {:?}", increment.server, increment.outcome);
+        match (&increment.outcome, &increment.detail) {
+            // A failure's outcome already carries its answer.
+            (Outcome::NotWritten(_), _) | (_, None) => {
+                eprintln!("  {} -> {:?}", increment.server, increment.outcome);
+            }
+            (outcome, Some(detail)) => {
+                eprintln!("  {} -> {outcome:?}, answered {detail:?}", increment.server);
+            }
+        }
     }
 }
 
@@ -505,23 +522,7 @@ fn phpredis_requests_count_exactly_when_the_scd_holding_the_session_and_its_lock
     concurrent_requests_survive_the_kill_of_the_session_holder(Handler::Redis);
 }
 
-/// QUARANTINED, a known open bug (README, "Known problems"): in about a third of the runs one
-/// increment is lost. The last request through web server A is told its session write of N
-/// succeeded, then node-1 is killed holding that request's lock; once the lock's lease runs out
-/// a request through B reads N - 1 from the promoted node-2, so two requests write N. The same
-/// test with phpredis passes every time. It fails the same way at the commits before this stop,
-/// so it is not a regression, but it breaks write-through's promise and must be fixed, not
-/// excused: it runs when `SCD_RUN_QUARANTINED=1` (e.g. `SCD_RUN_QUARANTINED=1 cargo test
-/// --release -p scd --test sessions_php php_memcached`), and says loudly that it was skipped.
 #[test]
 fn php_memcached_requests_count_exactly_when_the_scd_holding_the_session_and_its_lock_is_killed() {
-    if std::env::var_os("SCD_RUN_QUARANTINED").is_none() {
-        eprintln!(
-            "QUARANTINED (known open bug, README \"Known problems\"): php-memcached through the \
-             kill of the session's primary loses an increment in about a third of the runs; \
-             SCD_RUN_QUARANTINED=1 runs it"
-        );
-        return;
-    }
     concurrent_requests_survive_the_kill_of_the_session_holder(Handler::Memcached);
 }

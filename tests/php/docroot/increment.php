@@ -4,8 +4,8 @@
 // kills an scd while requests are in flight can tell an increment that surely landed from one
 // whose fate is unknown:
 //
-//   "written N"       session_write_close() succeeded: N is stored (HTTP 200, or 500 when a
-//                     warning followed, e.g. the lock release failed; the warnings follow)
+//   "written N"       the session handler stored N (HTTP 200, or 500 when a warning followed,
+//                     e.g. the lock release failed; the warnings follow)
 //   "unknown N: ..."  writing N was attempted and failed: it may or may not have landed (500)
 //   "not-written: ..." the request failed before writing anything, e.g. no lock (500)
 //
@@ -36,7 +36,15 @@ $value = ($_SESSION['counter'] ?? 0) + 1;
 // Between the read and the write: without a lock, concurrent requests would read the same value.
 usleep(1000 * (int) ($_GET['sleep_ms'] ?? 20));
 $_SESSION['counter'] = $value;
-if (!session_write_close()) {
+// session_write_close() returns true whenever a session was open, even when the handler failed
+// to store it (PHP 8): that failure shows only as PHP's warning "Failed to write session data".
+$warnings_before = count($problems);
+$closed = session_write_close();
+$write_failed = false;
+foreach (array_slice($problems, $warnings_before) as $warning) {
+    $write_failed = $write_failed || str_contains($warning, 'Failed to write session data');
+}
+if (!$closed || $write_failed) {
     answer(500, "unknown $value", $problems);
 }
 answer($problems ? 500 : 200, "written $value", $problems);
