@@ -5,9 +5,14 @@
 //! wakes idle workers to steal from busy ones; with many connections on two cores the wake-ups
 //! (futex calls, context switches) cost more than the commands. A runtime per thread keeps a
 //! connection, its buffers and its partition locks on one core and lets an idle thread sleep in
-//! `epoll_wait` until its own sockets have something. Peer links, timers and the admin API stay on
-//! the main runtime; a connection waiting for a relayed answer is woken across runtimes by the
-//! usual tokio primitives. How many threads: `config::default_client_threads`.
+//! `epoll_wait` until its own sockets have something.
+//!
+//! The first client "thread" is the node's own runtime, the one that also runs the peer links, the
+//! engine's timers and the admin API (`scd run` makes it a single-threaded runtime on the main
+//! thread): a relay or a replicated write from a connection there goes from the connection to the
+//! peer link's writer, and its answer back, without waking another thread. Connections on the
+//! other client threads are woken across runtimes by the usual tokio primitives. How many client
+//! threads: `config::default_client_threads`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,12 +29,13 @@ pub(crate) struct ClientShards {
 }
 
 impl ClientShards {
-    /// Starts `count` client threads (at least one).
+    /// `count` client threads (at least one): the current runtime, and `count - 1` threads
+    /// started here. Must be called inside a tokio runtime.
     pub(crate) fn start(count: usize) -> std::io::Result<Arc<ClientShards>> {
         let stop = CancellationToken::new();
-        let mut handles = Vec::new();
+        let mut handles = vec![Handle::current()];
         let mut threads = Vec::new();
-        for index in 0..count.max(1) {
+        for index in 1..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

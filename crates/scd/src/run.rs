@@ -5,9 +5,11 @@ use anyhow::Context;
 use node::config::NodeConfig;
 
 pub(crate) fn run(config: NodeConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread runs the peer links, timers, admin API and the first client thread's connections
+    // (node::run starts the other client threads): a relay or a replicated write then crosses no
+    // thread on its way to the peer and back (crates/node/src/shards.rs).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("scd-worker")
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
