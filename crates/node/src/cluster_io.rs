@@ -214,7 +214,7 @@ impl FrameHandler for Frames {
                     .handle_ack(link.member, link.frame_base.saturating_add(frames));
             }
             PeerMessage::Response { id, result } => {
-                link.count_numbered_frame();
+                link.count_answered_frame();
                 io.relays.answer(link.member, id, result);
             }
             // --- Locks (PROTOCOL.md §13): relayed lock operations go to the lock manager,
@@ -228,8 +228,13 @@ impl FrameHandler for Frames {
             } if op.is_lock_op()
                 && let Some(manager) = io.host().lock_manager.get().and_then(Weak::upgrade) =>
             {
-                link.count_numbered_frame();
+                link.count_answered_frame();
                 manager.handle_relayed(link.member, id, partition, db, op);
+            }
+            message @ PeerMessage::Request { .. } => {
+                link.count_answered_frame();
+                io.engine
+                    .handle_message(link.member, message, io.clock.now_ms());
             }
             message => {
                 link.count_numbered_frame();

@@ -28,7 +28,7 @@ pub(crate) trait FrameHandler: Send + Sync + 'static {
     fn on_link_up(&self, link: &Arc<Link>);
     /// A frame arrived (its body, without the length prefix); frames arrive in the order the peer
     /// queued them. The handler calls `Link::count_numbered_frame` for every frame but
-    /// acknowledgements.
+    /// acknowledgements (`Link::count_answered_frame` for relayed requests and their responses).
     fn on_frame(&self, link: &Arc<Link>, payload: Bytes);
     /// Every frame of one read has been delivered (the place to acknowledge them).
     fn on_batch_end(&self, link: &Arc<Link>);
@@ -56,7 +56,10 @@ pub(crate) struct Link {
     frames_received: AtomicU64,
     /// Whether a frame that must be acknowledged arrived since the last acknowledgement.
     /// Acknowledgements are frames too but are never acknowledged, or two links would echo
-    /// acknowledgements to each other forever.
+    /// acknowledgements to each other forever. Relayed requests and responses are numbered but
+    /// make no acknowledgement due: their answer is what their sender waits for, and an
+    /// acknowledgement of each would double a relay's frames and system calls. The next
+    /// acknowledgement covers them (acknowledgements count frames).
     acknowledgement_due: AtomicBool,
     closed: CancellationToken,
 }
@@ -132,6 +135,12 @@ impl Link {
     pub(crate) fn count_numbered_frame(&self) {
         self.frames_received.fetch_add(1, Ordering::AcqRel);
         self.acknowledgement_due.store(true, Ordering::Release);
+    }
+
+    /// Counts a relayed request or response just delivered: numbered, but nobody waits for its
+    /// acknowledgement (see `acknowledgement_due`).
+    pub(crate) fn count_answered_frame(&self) {
+        self.frames_received.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The number of numbered frames received so far, when an acknowledgement is due (it is then
