@@ -52,6 +52,20 @@ fn a_joining_node_claims_nothing_before_the_join_wait() {
 }
 
 #[test]
+fn a_node_claims_nothing_while_its_view_is_not_agreed() {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |config| config.join_wait_ms = 500);
+    // Some member of its view reports another view: it may not be the target primary there.
+    cluster.nodes[a].engine.handle_view_agreement(false);
+    cluster.run(700);
+    assert_eq!(cluster.nodes[a].engine.record(0), None);
+    assert_eq!(cluster.nodes[a].engine.stats().claims, 0);
+    cluster.nodes[a].engine.handle_view_agreement(true);
+    cluster.run(200);
+    assert!(cluster.nodes[a].engine.record(0).is_some());
+}
+
+#[test]
 fn a_second_node_takes_its_share_by_snapshot_and_handoff_losing_no_key() {
     let mut cluster = Cluster::new();
     let a = cluster.add("a", |_| {});

@@ -328,6 +328,7 @@ impl MembershipObserver for Observer {
             })
             .collect();
         view.sort_by_key(|member| member.member);
+        io.engine.handle_view_agreement(membership.view_agreed());
         if view != self.last_view {
             for member in &self.last_view {
                 if !view.iter().any(|current| current.member == member.member) {

@@ -1242,6 +1242,8 @@ impl Sim {
                     leaving: info.role & 1 != 0,
                 })
                 .collect();
+            let agreed = self.nodes[index].membership.view_agreed();
+            self.nodes[index].engine.handle_view_agreement(agreed);
             if view != self.nodes[index].engine_view {
                 self.trace(|| {
                     let names: Vec<&str> = view.iter().map(|member| member.name.as_str()).collect();

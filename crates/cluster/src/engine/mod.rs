@@ -418,6 +418,12 @@ pub struct Engine<H: Host> {
     leaving: AtomicBool,
     started_ms: u64,
     exchanged_with_any: AtomicBool,
+    /// Every peer this node is linked to is in its view: a linked peer outside it shows the view
+    /// lags what this node knows (PROTOCOL.md §5 rule 2). Kept by `recompute_gate`.
+    links_in_view: AtomicBool,
+    /// Every member of the view reported the same view as this node's, as the node layer last
+    /// said ([`Engine::handle_view_agreement`]).
+    view_agreed: AtomicBool,
     table_digest: AtomicU64,
     snapshots_in_progress: AtomicUsize,
     deferred_total: AtomicUsize,
@@ -481,6 +487,8 @@ impl<H: Host> Engine<H> {
             leaving: AtomicBool::new(false),
             started_ms: now_ms,
             exchanged_with_any: AtomicBool::new(false),
+            links_in_view: AtomicBool::new(true),
+            view_agreed: AtomicBool::new(true),
             table_digest: AtomicU64::new(0),
             snapshots_in_progress: AtomicUsize::new(0),
             deferred_total: AtomicUsize::new(0),
@@ -885,6 +893,16 @@ impl<H: Host> Engine<H> {
         self.recompute_gate();
     }
 
+    /// Whether every member of this node's view reported (in its heartbeats) the same view as
+    /// this node's. Claims wait for agreement (PROTOCOL.md §5 rule 2): two nodes whose views
+    /// differ can each be the target primary of a partition nobody owns yet.
+    pub fn handle_view_agreement(&self, agreed: bool) {
+        let was_agreed = self.view_agreed.swap(agreed, Ordering::AcqRel);
+        if agreed && !was_agreed {
+            self.mark_all_for_evaluation();
+        }
+    }
+
     /// A peer's heartbeat advertised table digest `digest`: after
     /// `digest_mismatches_max` differing checks in a row, its table is requested.
     pub fn handle_peer_digest(&self, peer: Member, digest: u64, now_ms: u64) {
@@ -1233,6 +1251,16 @@ impl<H: Host> Engine<H> {
                     .values()
                     .all(|peer| peer.link.as_ref().is_none_or(|link| link.is_exchanged()))
         };
+        let links_in_view = self
+            .peers
+            .lock()
+            .iter()
+            .filter(|(_, peer)| peer.link.is_some())
+            .all(|(member, _)| view.contains(*member));
+        if links_in_view && !self.links_in_view.swap(true, Ordering::AcqRel) {
+            self.mark_all_for_evaluation();
+        }
+        self.links_in_view.store(links_in_view, Ordering::Release);
         if all_exchanged {
             self.fenced.store(false, Ordering::Release);
         }

@@ -241,10 +241,16 @@ impl<H: Host> Engine<H> {
         self.drop_unowned_data(partition, state);
     }
 
-    /// Whether this node may claim partitions: its gate is open (tables exchanged with its
-    /// view) and it exchanged tables with someone or waited out the join time (§5 rule 2).
+    /// Whether this node may claim partitions (§5 rule 2): its gate is open (tables exchanged
+    /// with its view), its view is complete as far as it can tell (every linked peer is in it,
+    /// and every member reports the same view), and it exchanged tables with someone or waited
+    /// out the join time. Without the view conditions a joining node that had exchanged tables
+    /// only with another newcomer claimed, as target primary of its partial view, partitions
+    /// the founding node already owned and served (sim seeds 648, 867, 1512, 1638).
     fn may_claim(&self, ctx: &Ctx) -> bool {
         self.gate_open.load(Ordering::Acquire)
+            && self.links_in_view.load(Ordering::Acquire)
+            && self.view_agreed.load(Ordering::Acquire)
             && (self.exchanged_with_any.load(Ordering::Acquire)
                 || ctx.now_ms >= self.started_ms.saturating_add(self.config.join_wait_ms))
     }

@@ -342,6 +342,16 @@ impl Membership {
         view
     }
 
+    /// Whether every other member of the view last reported this node's view digest: the
+    /// cluster, as far as this node hears, agrees on who is in it.
+    pub fn view_agreed(&self) -> bool {
+        let own = self.view_digest();
+        self.members
+            .values()
+            .filter(|member| member.is_in_view())
+            .all(|member| member.view_digest == own)
+    }
+
     /// `xxh3_64` over the view's (id u32, incarnation u64) pairs, big-endian, sorted by id: equal
     /// digests mean equal views, so the upper layers can tell when the cluster agrees.
     pub fn view_digest(&self) -> u64 {
