@@ -28,10 +28,8 @@ fuzz_target!(|data: &[u8]| {
         SMALL_LIMITS
     };
     let chunk_bytes = usize::from(seed >> 1).max(1);
-    let bound = HEADER_BYTES
-        + 20
-        + limits.max_key_bytes
-        + limits.max_value_bytes.max(MAX_SASL_DATA_BYTES);
+    let bound =
+        HEADER_BYTES + 20 + limits.max_key_bytes + limits.max_value_bytes.max(MAX_SASL_DATA_BYTES);
     let mut parser = BinaryParser::new();
     let mut buf = BytesMut::new();
     let mut out = BytesMut::new();

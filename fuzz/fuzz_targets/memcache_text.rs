@@ -72,7 +72,9 @@ fn reply(out: &mut BytesMut, request: &TextRequest) {
                 value: &meta_get.key,
                 client_flags: 1,
                 cas: 2,
-                ttl_remaining_seconds_opt: meta_get.touch_exptime_opt.map(|seconds| seconds.unsigned_abs()),
+                ttl_remaining_seconds_opt: meta_get
+                    .touch_exptime_opt
+                    .map(|seconds| seconds.unsigned_abs()),
                 seconds_since_last_access: 3,
                 fetched_before: true,
                 won: meta_get.vivify_exptime_opt.is_some(),

@@ -39,7 +39,11 @@ fn random_scenarios_keep_every_invariant() {
 fn seeds_that_once_failed_keep_every_invariant() {
     let failures: Vec<String> = [648, 867, 1512, 1638]
         .into_iter()
-        .filter_map(|seed| sim::run_random(seed, false).err().map(|failure| failure.to_string()))
+        .filter_map(|seed| {
+            sim::run_random(seed, false)
+                .err()
+                .map(|failure| failure.to_string())
+        })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
