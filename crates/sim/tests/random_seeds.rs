@@ -1,7 +1,8 @@
-//! Random scenarios: `SCD_SIM_SEEDS` seeds (default 1000, about 40 s) from `SCD_SIM_SEED` (default 1), each a
-//! cluster of 3–5 nodes put through 6–12 random faults (kills, restarts, pauses, splits, link
-//! resets, planned leaves, datagram loss, joins) with settles in between, and 2–4 lock clients
-//! contending for 1–3 locks, all invariants (the lock ones too) checked throughout. A failure prints its seed; `cargo run -p sim --release -- --seed N --trace`
+//! Random scenarios: `SCD_SIM_SEEDS` seeds (default 1000, about 40 s) from `SCD_SIM_SEED`
+//! (default 1), each a cluster of 3–5 nodes put through 6–12 random faults (kills, restarts,
+//! pauses, splits, link resets, planned leaves, datagram loss, joins) with settles in between,
+//! and 2–4 lock clients contending for 1–3 locks, all invariants (the lock ones too) checked
+//! throughout. A failure prints its seed; `cargo run -p sim --release -- --seed N --trace`
 //! replays it exactly. Longer runs: `cargo run -p sim --release -- --seeds 10000`.
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -31,7 +32,7 @@ fn random_scenarios_keep_every_invariant() {
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }
 
-/// Seeds that once failed and are outside the default range, kept as regressions: 648, 867, 1512
+/// Seeds that once failed, kept as regressions whatever `SCD_SIM_SEEDS` says: 648, 867, 1512
 /// and 1638 caught a joining node that had exchanged tables only with another newcomer claiming,
 /// from its partial view, partitions the founding node already owned and served (PROTOCOL.md §5
 /// rule 2 now waits for a complete, agreed view).

@@ -1234,12 +1234,13 @@ impl<H: Host> Engine<H> {
     fn recompute_gate(&self) {
         let view = self.view.read().clone();
         let me = self.config.me;
-        let all_exchanged = {
+        let (all_exchanged, links_in_view) = {
             let peers = self.peers.lock();
             // Every member of the view exchanged tables since it was admitted, and every linked
             // peer (in the view or not yet: membership can admit a member after its link is up)
             // exchanged on its current link: until then it may hold records this node lacks.
-            view.sorted
+            let all_exchanged = view
+                .sorted
                 .iter()
                 .filter(|member| **member != me)
                 .all(|member| {
@@ -1249,18 +1250,17 @@ impl<H: Host> Engine<H> {
                 })
                 && peers
                     .values()
-                    .all(|peer| peer.link.as_ref().is_none_or(|link| link.is_exchanged()))
+                    .all(|peer| peer.link.as_ref().is_none_or(|link| link.is_exchanged()));
+            let links_in_view = peers
+                .iter()
+                .filter(|(_, peer)| peer.link.is_some())
+                .all(|(member, _)| view.contains(*member));
+            (all_exchanged, links_in_view)
         };
-        let links_in_view = self
-            .peers
-            .lock()
-            .iter()
-            .filter(|(_, peer)| peer.link.is_some())
-            .all(|(member, _)| view.contains(*member));
-        if links_in_view && !self.links_in_view.swap(true, Ordering::AcqRel) {
+        let links_were_in_view = self.links_in_view.swap(links_in_view, Ordering::AcqRel);
+        if links_in_view && !links_were_in_view {
             self.mark_all_for_evaluation();
         }
-        self.links_in_view.store(links_in_view, Ordering::Release);
         if all_exchanged {
             self.fenced.store(false, Ordering::Release);
         }
