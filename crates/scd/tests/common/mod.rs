@@ -697,6 +697,8 @@ impl ScdBuilder {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = process.try_exit_status() {
+                // Its last lines (why it stopped) may still be in the pipes.
+                process.log.wait_for_end(Duration::from_secs(5));
                 let log = process.log();
                 if log.contains("Address already in use") || log.contains("already listens there") {
                     return Err(StartFailure::PortTaken(process));
