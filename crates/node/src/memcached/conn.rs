@@ -22,6 +22,7 @@ use super::binary::BinaryFrontEnd;
 use super::stats::{Command, Counters, NodeMemcached, node_memcached};
 use super::text::TextFrontEnd;
 use crate::pending::{BoxFuture, Pending};
+use crate::shards::before_pipelined_reply;
 use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal};
 
 /// Room kept free in the input buffer before each read.
@@ -323,6 +324,7 @@ async fn serve_with<F: FrontEnd>(
     loop {
         // Run every complete request in the input.
         let mut close = false;
+        let mut num_requests = 0_usize;
         loop {
             let next = front_end.next(
                 &mut input,
@@ -332,6 +334,9 @@ async fn serve_with<F: FrontEnd>(
                     queue: &mut replies,
                 },
             );
+            if !matches!(next, Next::Incomplete) {
+                num_requests += 1;
+            }
             let step = match next {
                 Next::Incomplete => break,
                 Next::Answered(step) => step,
@@ -380,6 +385,9 @@ async fn serve_with<F: FrontEnd>(
             .settle(&node.counters, |stat, answer| record(state, stat, answer))
             .await;
         in_flight = InFlight::default();
+        if !replies.output.is_empty() {
+            before_pipelined_reply(num_requests).await;
+        }
         if write_output(tally, &mut stream, &mut replies.output)
             .await
             .is_err()

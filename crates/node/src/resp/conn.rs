@@ -18,6 +18,7 @@ use super::dispatch::{Dispatched, dispatch};
 use super::reply::{self, Shape};
 use super::session::Session;
 use crate::pending::{BoxFuture, Pending};
+use crate::shards::before_pipelined_reply;
 use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal};
 
 /// Room kept free in the input buffer before each read.
@@ -68,10 +69,12 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
     loop {
         // Run every complete request in the input.
         let mut close = false;
+        let mut num_requests = 0_usize;
         loop {
             let limits = session.limits(&state.config);
             match parser.parse(&mut input, &limits) {
                 Ok(Some(request)) => {
+                    num_requests += 1;
                     if let Some(prepared) = prepare(
                         &state,
                         &mut session,
@@ -123,6 +126,9 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
             }
         }
         in_flight = InFlight::default();
+        if !output.is_empty() {
+            before_pipelined_reply(num_requests).await;
+        }
         if drain_queue(&state, &mut queue, &mut output).await.is_err()
             || write_output(&mut tally, &mut stream, &mut output)
                 .await
