@@ -79,17 +79,18 @@ impl Drop for ClientShards {
     }
 }
 
-/// Called by a connection that ran a pipelined batch (more than one request) and is about to
-/// write the replies: lets every other connection that is ready run first, so that the replies
-/// of a busy runtime leave in one burst instead of one write between two reads.
+/// Called by a connection about to write the replies of the `num_requests` requests it just ran
+/// (`output_bytes` of them known now). After a pipelined batch (more than one request) it lets
+/// every other connection that is ready run first, so that the replies of a busy runtime leave in
+/// one burst instead of one write between two reads.
 ///
 /// A client that waits on several connections (a load generator, a worker pool behind one
 /// event loop) is then woken once per burst, not once per reply: on two cores a cross-CPU
 /// wake-up is an inter-processor interrupt, which cost about a fifth of the CPU of a pipelined
 /// GET (`bench/throughput.sh`, README). A single request is answered at once: deferring it
 /// would add a poll of the I/O driver to every round trip of an unpipelined client.
-pub(crate) async fn before_pipelined_reply(num_requests: usize) {
-    if num_requests > 1 {
+pub(crate) async fn before_pipelined_reply(num_requests: usize, output_bytes: usize) {
+    if num_requests > 1 && output_bytes > 0 {
         tokio::task::yield_now().await;
     }
 }

@@ -334,9 +334,6 @@ async fn serve_with<F: FrontEnd>(
                     queue: &mut replies,
                 },
             );
-            if !matches!(next, Next::Incomplete) {
-                num_requests += 1;
-            }
             let step = match next {
                 Next::Incomplete => break,
                 Next::Answered(step) => step,
@@ -363,6 +360,7 @@ async fn serve_with<F: FrontEnd>(
                     step
                 }
             };
+            num_requests += 1;
             match step {
                 Step::Ran => {
                     if replies.output.len() >= OUTPUT_FLUSH_BYTES
@@ -385,9 +383,7 @@ async fn serve_with<F: FrontEnd>(
             .settle(&node.counters, |stat, answer| record(state, stat, answer))
             .await;
         in_flight = InFlight::default();
-        if !replies.output.is_empty() {
-            before_pipelined_reply(num_requests).await;
-        }
+        before_pipelined_reply(num_requests, replies.output.len()).await;
         if write_output(tally, &mut stream, &mut replies.output)
             .await
             .is_err()

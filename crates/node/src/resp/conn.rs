@@ -126,9 +126,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
             }
         }
         in_flight = InFlight::default();
-        if !output.is_empty() {
-            before_pipelined_reply(num_requests).await;
-        }
+        before_pipelined_reply(num_requests, output.len()).await;
         if drain_queue(&state, &mut queue, &mut output).await.is_err()
             || write_output(&mut tally, &mut stream, &mut output)
                 .await
