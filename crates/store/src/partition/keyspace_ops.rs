@@ -355,7 +355,9 @@ impl Partition {
             };
         };
         let mut num_visited = 0;
-        for (&position, bucket) in buckets.range(start_position..) {
+        for (position, bucket) in
+            super::buckets::ordered_from(buckets, start_position, count.max(1).saturating_add(1))
+        {
             if num_visited >= count.max(1) {
                 return ScanPage {
                     keys,

@@ -4,13 +4,14 @@
 //! expiry index, the memory accounting and the key counters true; the op files only decide what
 //! the new state of a key is.
 
+mod buckets;
 mod hashes;
 mod keyspace_ops;
 mod locks;
 mod replication;
 mod strings;
 
-use std::collections::{BTreeMap, BTreeSet, btree_map};
+use std::collections::{BTreeSet, hash_map};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,12 +22,13 @@ use crate::{
     Change, EntryImage, LOCK_DATABASE, Mutation, Mutations, NUM_DATABASES, NUM_STORED_DATABASES,
     Op, Outcome, Reply, StoreError, Version, scan_position_of,
 };
+use buckets::{Buckets, shrink_if_sparse};
 
 pub use replication::ExportCursor;
 
 /// Accounted bytes of a key slot (entry or tombstone) beyond its key and value bytes: its share of
-/// a B-tree node (an 8-byte position and a bucket of about 100 bytes, at the usual fill), and the
-/// reference-count headers `Bytes` allocates the first time the key and value copies are shared
+/// the index's hash table (an 8-byte position and a bucket of about 100 bytes, at the usual load),
+/// and the reference-count headers `Bytes` allocates the first time the key and value copies are shared
 /// with a reply or a mutation. `tests/allocations.rs` measures the heap with a counting allocator
 /// and checks that the accounting stays within a few percent of it (about 228 bytes measured).
 pub const ENTRY_OVERHEAD_BYTES: u64 = 240;
@@ -343,11 +345,10 @@ type ExpiryItem = (u64, u8, Bytes);
 
 #[derive(Debug, Default)]
 struct Keyspace {
-    /// Per database, keys by SCAN position: ordered so that SCAN, KEYS and snapshot export walk
-    /// them in a node-independent order without a second index. Partitions are small (keys are
-    /// spread over `num_partitions`), so a B-tree lookup costs about what a hash lookup does.
-    /// The client databases, then `LOCK_DATABASE`.
-    dbs: [BTreeMap<u64, Bucket>; NUM_STORED_DATABASES],
+    /// Per database, keys by SCAN position in a hash table (`buckets.rs`): SCAN, KEYS and
+    /// snapshot export walk them in position order, a node-independent order, made when asked
+    /// for. The client databases, then `LOCK_DATABASE`.
+    dbs: [Buckets; NUM_STORED_DATABASES],
     /// Every live key with an expiry and every tombstone, by deadline: sweep pops from the front,
     /// O(log n) per removal, never a scan.
     expiry_index: BTreeSet<ExpiryItem>,
@@ -381,7 +382,7 @@ impl Keyspace {
         let mut bucket_entry = dbs[db_index].entry(position);
         let mut existing_index = None;
         let mut slot = None;
-        if let btree_map::Entry::Occupied(occupied) = &mut bucket_entry {
+        if let hash_map::Entry::Occupied(occupied) = &mut bucket_entry {
             let bucket = occupied.get_mut();
             if let Some(index) = bucket.find(key) {
                 existing_index = Some(index);
@@ -418,29 +419,31 @@ impl Keyspace {
         let needs_stored_key =
             change.is_some() || before.index_deadline_ms != after.index_deadline_ms;
         let mut stored_key = None;
+        let mut bucket_removed = false;
         match (bucket_entry, existing_index, slot) {
-            (btree_map::Entry::Occupied(mut occupied), Some(index), Some(slot)) => {
+            (hash_map::Entry::Occupied(mut occupied), Some(index), Some(slot)) => {
                 let key_slot = &mut occupied.get_mut().slots_mut()[index];
                 key_slot.slot = slot;
                 if needs_stored_key {
                     stored_key = Some(key_slot.key.clone());
                 }
             }
-            (btree_map::Entry::Occupied(mut occupied), Some(index), None) => {
+            (hash_map::Entry::Occupied(mut occupied), Some(index), None) => {
                 let removed = occupied.get_mut().remove(index);
                 if occupied.get().is_empty() {
                     occupied.remove();
+                    bucket_removed = true;
                 }
                 stored_key = Some(removed.key);
             }
-            (btree_map::Entry::Occupied(mut occupied), None, Some(slot)) => {
+            (hash_map::Entry::Occupied(mut occupied), None, Some(slot)) => {
                 let key = Bytes::copy_from_slice(key);
                 if needs_stored_key {
                     stored_key = Some(key.clone());
                 }
                 occupied.get_mut().push(KeySlot { key, slot });
             }
-            (btree_map::Entry::Vacant(vacant), _, Some(slot)) => {
+            (hash_map::Entry::Vacant(vacant), _, Some(slot)) => {
                 let key = Bytes::copy_from_slice(key);
                 if needs_stored_key {
                     stored_key = Some(key.clone());
@@ -448,6 +451,9 @@ impl Keyspace {
                 vacant.insert(Bucket::One(KeySlot { key, slot }));
             }
             (_, _, None) => {}
+        }
+        if bucket_removed {
+            shrink_if_sparse(&mut dbs[db_index]);
         }
         if expired {
             shared.counters.add_expired_keys(1);

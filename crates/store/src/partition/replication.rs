@@ -4,16 +4,20 @@ use super::{Entry, Partition, Slot, held_version};
 use crate::value::Value;
 use crate::{Change, Mutation, NUM_STORED_DATABASES};
 
-/// Where a chunked snapshot export stands: the next database and SCAN position to export.
+/// Where a chunked snapshot export stands: the database being exported and the SCAN positions of
+/// it still to export.
 ///
-/// Holds no keys and no borrow, so the caller can drop the partition lock between chunks. Keys
-/// written after the cursor passed them are the caller's to stream (it registers the new backup
-/// under the same lock it creates the cursor with); keys written ahead of the cursor are exported
-/// too, which is harmless because applying is idempotent and version-ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Holds no borrow, so the caller can drop the partition lock between chunks. The positions of a
+/// database are listed, in order, when the export reaches it (8 bytes per position of one
+/// partition), so each chunk costs its own keys, not a walk of the whole partition. Keys written
+/// after the cursor was created are the caller's to stream (it registers the new backup under the
+/// same lock it creates the cursor with); those among them that the export still meets are
+/// exported too, which is harmless because applying is idempotent and version-ordered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExportCursor {
     db: u8,
-    next_position: u64,
+    /// The positions of `db` not yet exported, the next one last; `None` until `db` is listed.
+    pending: Option<Vec<u64>>,
     finished: bool,
 }
 
@@ -71,15 +75,21 @@ impl Partition {
     /// share a SCAN position): a Put per live key and a Delete per tombstone, so a backup also
     /// learns of recent deletes. Advances `cursor`; an empty result means the export is finished.
     pub fn export_chunk(&self, cursor: &mut ExportCursor, max_items: usize) -> Vec<Mutation> {
+        let max_items = max_items.max(1);
         let mut chunk = Vec::new();
         while !cursor.finished {
             let buckets = &self.keyspace.dbs[usize::from(cursor.db)];
-            let mut stopped_at = None;
-            for (&position, bucket) in buckets.range(cursor.next_position..) {
-                if chunk.len() >= max_items.max(1) {
-                    stopped_at = Some(position);
+            let pending = cursor
+                .pending
+                .get_or_insert_with(|| super::buckets::positions_descending(buckets));
+            while chunk.len() < max_items {
+                let Some(position) = pending.pop() else {
                     break;
-                }
+                };
+                // A position emptied since the listing has nothing left to export.
+                let Some(bucket) = buckets.get(&position) else {
+                    continue;
+                };
                 chunk.extend(bucket.slots().iter().map(|key_slot| Mutation {
                     db: cursor.db,
                     key: key_slot.key.clone(),
@@ -89,16 +99,14 @@ impl Partition {
                     },
                 }));
             }
-            match stopped_at {
-                Some(position) => {
-                    cursor.next_position = position;
-                    return chunk;
-                }
-                None if usize::from(cursor.db) + 1 < NUM_STORED_DATABASES => {
-                    cursor.db += 1;
-                    cursor.next_position = 0;
-                }
-                None => cursor.finished = true,
+            if !pending.is_empty() {
+                return chunk;
+            }
+            cursor.pending = None;
+            if usize::from(cursor.db) + 1 < NUM_STORED_DATABASES {
+                cursor.db += 1;
+            } else {
+                cursor.finished = true;
             }
         }
         chunk
