@@ -1317,22 +1317,22 @@ impl<H: Host> Engine<H> {
 
     /// Sends relayed replies whose waits are all over.
     fn complete_pending_replies(&self) {
+        // Called on every acknowledgement: the replies still waiting stay where they are, so
+        // only the ready ones are moved (splitting the list into two new ones each time was 3 %
+        // of a backup's CPU under pipelined relayed writes).
         let ready: Vec<PendingReply> = {
             let mut pending = self.pending_replies.lock();
             if pending.is_empty() {
                 return;
             }
-            let (ready, waiting): (Vec<PendingReply>, Vec<PendingReply>) =
-                std::mem::take(&mut *pending)
-                    .into_iter()
-                    .partition(|reply| {
-                        reply
-                            .waits
-                            .iter()
-                            .all(|(link, frame)| link.is_satisfied(*frame))
-                    });
-            *pending = waiting;
-            ready
+            pending
+                .extract_if(.., |reply| {
+                    reply
+                        .waits
+                        .iter()
+                        .all(|(link, frame)| link.is_satisfied(*frame))
+                })
+                .collect()
         };
         let now_ms = self.last_alive_ms.load(Ordering::Acquire);
         for reply in ready {
