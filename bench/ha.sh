@@ -6,7 +6,10 @@
 #    node of each (redis-benchmark -t set,get -c 50 -d 512 -r 100000, without pipelining and with
 #    -P 16), several rounds with the order of the three rotating each round. Prints the median ops/s
 #    of each and the median and range of the per-round ratios through/0 (goal >= 0.90) and
-#    delayed/0 (goal >= 0.95).
+#    delayed/0 (goal >= 0.95). SET and GET run as separate redis-benchmark invocations, so that
+#    each also gets the CPU time both nodes of its cluster spent on it (user + system, from
+#    /proc/PID/stat) per request: the median is printed beside the ratio, showing how much of
+#    the two shared cores a copy on the backup takes.
 # 2. Memory of primary + backup per session: 100 000 sessions of 1-4 KB with EX 1440 (the generator
 #    of bench/memory.sh) loaded with redis-cli --pipe into redis-server with one replica
 #    (--replicaof) and into a 2-node scd cluster with --backups 1 (write-through), each measured once
@@ -47,8 +50,9 @@ mode_args() {
   esac
 }
 
-throughput_results="$work_dir/throughput"
-: >"$throughput_results"
+# Appended to by bench_set_get (lib.sh): target pipeline test ops_s round cpu_us_per_request.
+results="$work_dir/throughput"
+: >"$results"
 
 measure_throughput() {
   local mode
@@ -77,10 +81,8 @@ measure_throughput() {
       esac
       for target in $order; do
         say "round $round/$rounds: $target, -P $pipeline"
-        redis-benchmark -h 127.0.0.1 -p "${node_client_port[${target}1]}" -t set,get -c "$clients" \
-          -d "$value_bytes" -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
-          tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
-          '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$throughput_results"
+        bench_set_get "$target" "${node_client_port[${target}1]}" "$pipeline" "$round" \
+          "${node_pid[${target}1]}" "${node_pid[${target}2]}"
       done
     done
   done
@@ -99,16 +101,19 @@ report_throughput() {
   echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspace -n $requests -P {1,16} --csv" \
     "against the first node of each 2-node cluster (median of $rounds rounds, order rotating)"
   echo
-  printf '%-6s %-9s %11s %11s %11s %-9s %9s %11s %6s %-7s\n' \
-    test pipeline "0_ops_s" through_ops delayed_ops ratio median "round range" goal verdict
+  printf '%-6s %-9s %11s %11s %11s %-9s %9s %11s %6s %-7s %s\n' \
+    test pipeline "0_ops_s" through_ops delayed_ops ratio median "round range" goal verdict \
+    "cpu_us/op 0/mode"
   local pipeline test label mode goal ratio range verdict
   for pipeline in 1 16; do
     for test in SET GET; do
       if ((pipeline == 1)); then label="none"; else label="-P 16"; fi
-      declare -A rps=()
+      declare -A rps=() cpu=()
       for mode in $modes; do
         rps[$mode]=$(awk -v m="$mode" -v p="$pipeline" -v t="$test" \
-          '$1 == m && $2 == p && $3 == t { print $4 }' "$throughput_results" | median)
+          '$1 == m && $2 == p && $3 == t { print $4 }' "$results" | median)
+        cpu[$mode]=$(awk -v m="$mode" -v p="$pipeline" -v t="$test" \
+          '$1 == m && $2 == p && $3 == t { print $6 }' "$results" | median)
       done
       for mode in through delayed; do
         if [[ $mode == through ]]; then goal=0.90; else goal=0.95; fi
@@ -116,12 +121,13 @@ report_throughput() {
         # over the run skews them less than a ratio of medians would.
         awk -v m="$mode" -v p="$pipeline" -v t="$test" '
           $2 == p && $3 == t { rps[$1, $5] = $4; rounds[$5] = 1 }
-          END { for (r in rounds) print rps[m, r] / rps["zero", r] }' "$throughput_results" >"$work_dir/ratios"
+          END { for (r in rounds) print rps[m, r] / rps["zero", r] }' "$results" >"$work_dir/ratios"
         ratio=$(median <"$work_dir/ratios" | awk '{ printf "%.3f", $1 }')
         range=$(sort -g "$work_dir/ratios" | awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.2f-%.2f", low, high }')
         verdict=$(awk -v r="$ratio" -v g="$goal" 'BEGIN { print (r >= g) ? "met" : "MISSED" }')
-        printf '%-6s %-9s %11.0f %11.0f %11.0f %-9s %9s %11s %6s %-7s\n' "$test" "$label" \
-          "${rps[zero]}" "${rps[through]}" "${rps[delayed]}" "$mode/0" "$ratio" "$range" ">=$goal" "$verdict"
+        printf '%-6s %-9s %11.0f %11.0f %11.0f %-9s %9s %11s %6s %-7s %.2f/%.2f\n' "$test" "$label" \
+          "${rps[zero]}" "${rps[through]}" "${rps[delayed]}" "$mode/0" "$ratio" "$range" ">=$goal" \
+          "$verdict" "${cpu[zero]}" "${cpu[$mode]}"
       done
     done
   done

@@ -17,6 +17,20 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
+clock_ticks_per_second=$(getconf CLK_TCK)
+
+# cpu_ticks PID...: user + system CPU time of every thread of the processes, summed, in clock
+# ticks ($clock_ticks_per_second of them per second).
+cpu_ticks() {
+  local pid ticks total=0
+  for pid in "$@"; do
+    # Fields 14 and 15 of /proc/PID/stat, counted after the command name (which may hold spaces).
+    ticks=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+    total=$((total + ticks))
+  done
+  echo "$total"
+}
+
 cleanup() {
   local pid
   for pid in "${started_pids[@]}"; do
@@ -302,13 +316,25 @@ start_memcached() {
   wait_for_memcached "$memcached_port"
 }
 
-# bench_set_get TARGET PORT PIPELINE ROUND: one `redis-benchmark -t set,get` run with the caller's
-# clients, value_bytes, keyspace and requests; appends "target pipeline test rps round" to the
-# file named by $results.
+# bench_set_get TARGET PORT PIPELINE ROUND [PID...]: a `redis-benchmark -t set` run, then a
+# `-t get` run, with the caller's clients, value_bytes, keyspace and requests; appends
+# "target pipeline test ops_s round cpu" to the file named by $results, where cpu is the CPU time
+# (user + system) the processes PID... spent during the run, in microseconds per request ("-"
+# when no PID is given).
 bench_set_get() {
-  local target=$1 port=$2 pipeline=$3 round=$4
-  redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -c "$clients" -d "$value_bytes" \
-    -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
-    tr -d '"' | awk -F, -v target="$target" -v pipeline="$pipeline" -v round="$round" \
-      '$1 == "SET" || $1 == "GET" { print target, pipeline, $1, $2, round }' >>"$results"
+  local target=$1 port=$2 pipeline=$3 round=$4 test line ticks_before ticks_after
+  shift 4
+  for test in set get; do
+    ticks_before=$(cpu_ticks "$@")
+    line=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -c "$clients" -d "$value_bytes" \
+      -r "$keyspace" -n "$requests" -P "$pipeline" --csv 2>/dev/null |
+      tr -d '"' | awk -F, '$1 == "SET" || $1 == "GET" { print $1, $2 }')
+    ticks_after=$(cpu_ticks "$@")
+    awk -v target="$target" -v pipeline="$pipeline" -v line="$line" -v round="$round" \
+      -v num_pids=$# -v ticks=$((ticks_after - ticks_before)) -v hz="$clock_ticks_per_second" \
+      -v requests="$requests" 'BEGIN {
+        cpu = num_pids ? sprintf("%.2f", ticks * 1000000 / hz / requests) : "-"
+        print target, pipeline, line, round, cpu
+      }' >>"$results"
+  done
 }

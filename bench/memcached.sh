@@ -55,14 +55,6 @@ say "memcached on $memcached_port (pid $memcached_pid), scd on $scd_memcached_po
 
 results="$work_dir/results"
 : >"$results"
-clock_ticks_per_second=$(getconf CLK_TCK)
-
-# cpu_ticks PID: user + system CPU time of every thread of process PID, in clock ticks.
-cpu_ticks() {
-  # Fields 14 and 15 of /proc/PID/stat, counted after the command name (which may hold spaces).
-  sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
 # mcload_run PORT PROTOCOL TEST PIPELINE [REQUESTS]: one mcload run; prints its output line.
 mcload_run() {
   "$mcload" --server "127.0.0.1:$1" --protocol "$2" --test "$3" --pipeline "$4" \

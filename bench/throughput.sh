@@ -2,8 +2,9 @@
 # Throughput of scd against redis-server on this machine, both measured in the same run:
 # redis-benchmark -t set,get -c 50 -d 512 -r 100000, without pipelining and with -P 16, several
 # rounds with the two servers interleaved (the order alternates each round). Prints the median
-# ops/s of each, the median of the per-round ratios scd/redis and their range. Goals (issue 2):
-# >= 1.0 without pipelining, >= 0.9 with -P 16.
+# ops/s of each, the median of the per-round ratios scd/redis and their range, and the median CPU
+# time (user + system, from /proc/PID/stat) each server spent per request, which varies less
+# than ops/s on a shared machine. Goals (issue 2): >= 1.0 without pipelining, >= 0.9 with -P 16.
 #
 #   bash bench/throughput.sh                 defaults: 3 rounds of 200000 requests per test
 #   ROUNDS=5 REQUESTS=500000 bash bench/throughput.sh
@@ -33,9 +34,9 @@ for round in $(seq 1 "$rounds"); do
   for pipeline in 1 16; do
     if ((round % 2)); then order="redis scd"; else order="scd redis"; fi
     for target in $order; do
-      if [[ $target == redis ]]; then port=$redis_port; else port=$scd_port; fi
+      if [[ $target == redis ]]; then port=$redis_port pid=$redis_pid; else port=$scd_port pid=$scd_pid; fi
       say "round $round/$rounds: $target, -P $pipeline"
-      bench_set_get "$target" "$port" "$pipeline" "$round"
+      bench_set_get "$target" "$port" "$pipeline" "$round" "$pid"
     done
   done
 done
@@ -44,16 +45,19 @@ echo
 machine_summary
 echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspace -n $requests -P {1,16} --csv (median of $rounds rounds, interleaved)"
 echo
-printf '%-6s %-10s %14s %14s %9s %13s %6s\n' test pipeline redis_ops_s scd_ops_s scd/redis "round range" goal
+printf '%-6s %-10s %14s %14s %9s %13s %6s %-7s %s\n' test pipeline redis_ops_s scd_ops_s scd/redis \
+  "round range" goal verdict "cpu_us/op redis/scd"
 for pipeline in 1 16; do
   for test in SET GET; do
+    # median TARGET COLUMN: the median over the rounds of a column of this test's results (4:
+    # ops/s, 6: CPU time per request).
     median() {
-      awk -v target="$1" -v pipeline="$pipeline" -v test="$test" \
-        '$1 == target && $2 == pipeline && $3 == test { print $4 }' "$results" |
+      awk -v target="$1" -v column="$2" -v pipeline="$pipeline" -v test="$test" \
+        '$1 == target && $2 == pipeline && $3 == test { print $column }' "$results" |
         sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
     }
-    redis_rps=$(median redis)
-    scd_rps=$(median scd)
+    redis_rps=$(median redis 4)
+    scd_rps=$(median scd 4)
     if ((pipeline == 1)); then goal=1.0; label="none"; else goal=0.9; label="-P 16"; fi
     # The median of the per-round ratios: each round's two runs are next to each other in time,
     # so background load drifting over the run skews this less than a ratio of medians.
@@ -73,6 +77,7 @@ for pipeline in 1 16; do
         }
         printf "%.2f-%.2f", low, high
       }' "$results")
-    printf '%-6s %-10s %14.0f %14.0f %9s %13s %6s %s\n' "$test" "$label" "$redis_rps" "$scd_rps" "$ratio" "$range" ">=$goal" "$verdict"
+    printf '%-6s %-10s %14.0f %14.0f %9s %13s %6s %-7s %.2f/%.2f\n' "$test" "$label" "$redis_rps" \
+      "$scd_rps" "$ratio" "$range" ">=$goal" "$verdict" "$(median redis 6)" "$(median scd 6)"
   done
 done
