@@ -50,7 +50,9 @@ fn main() {
     for index in 0..NUM_KEYS {
         let key = key(index);
         let partition = store.partition_of(&key);
-        store.partition(partition).execute(0, set(key, &value), NOW_MS);
+        store
+            .partition(partition)
+            .execute(0, set(key, &value), NOW_MS);
     }
     let mut keys = Keys(0x1234_5678_9abc_def1);
     for name in ["GET", "SET"] {
