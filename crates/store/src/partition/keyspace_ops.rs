@@ -47,6 +47,9 @@ fn expire_condition_holds(
     }
 }
 
+/// A full scan of a partition takes at most about this many pages (see [`Partition::scan`]).
+pub(super) const MAX_SCAN_PAGES_PER_PARTITION: usize = 16;
+
 impl Partition {
     pub(super) fn delete(
         &mut self,
@@ -336,8 +339,12 @@ impl Partition {
     /// never split across pages), so every key present from the first call to the last is
     /// returned at least once, whichever node holds the partition: positions depend on the key
     /// alone. Like Redis, `count` bounds the work (tombstones and filtered keys count as
-    /// visited), so a page may hold fewer keys, even none, before the end. `next_position` is
-    /// `None` when the database is done.
+    /// visited), so a page may hold fewer keys, even none, before the end. A page visits at
+    /// least a sixteenth (`MAX_SCAN_PAGES_PER_PARTITION`) of the partition's positions, whatever
+    /// `count`:
+    /// each page walks all of them (the index is a hash table), so without that floor a full
+    /// scan with a small `count` would cost time quadratic in the partition's size.
+    /// `next_position` is `None` when the database is done.
     pub fn scan(
         &self,
         db: u8,
@@ -354,11 +361,14 @@ impl Partition {
                 next_position: None,
             };
         };
+        let count = count
+            .max(1)
+            .max(buckets.len() / MAX_SCAN_PAGES_PER_PARTITION);
         let mut num_visited = 0;
         for (position, bucket) in
-            super::buckets::ordered_from(buckets, start_position, count.max(1).saturating_add(1))
+            super::buckets::ordered_from(buckets, start_position, count.saturating_add(1))
         {
-            if num_visited >= count.max(1) {
+            if num_visited >= count {
                 return ScanPage {
                     keys,
                     next_position: Some(position),

@@ -1587,6 +1587,23 @@ fn scan_returns_every_key_present_throughout_despite_concurrent_inserts_and_dele
 }
 
 #[test]
+fn a_full_scan_with_a_small_count_takes_a_bounded_number_of_pages() {
+    let store = store();
+    for index in 0..10_000 {
+        run(&store, set(&format!("k{index}"), "v"));
+    }
+    let mut num_pages = 0;
+    let keys = scan_all(&store, 1, |_| num_pages += 1);
+    // Each page walks the whole partition, so a page takes a sixteenth of it at least; a page
+    // ends at a position boundary, so the last one may be a little one.
+    assert_eq!(super::keyspace_ops::MAX_SCAN_PAGES_PER_PARTITION, 16);
+    assert!(num_pages <= 17, "{num_pages} pages");
+    let distinct: std::collections::HashSet<Bytes> = keys.iter().cloned().collect();
+    assert_eq!(keys.len(), 10_000);
+    assert_eq!(distinct.len(), 10_000);
+}
+
+#[test]
 fn scan_pages_come_in_position_order_and_honour_match_and_type() {
     let store = store();
     for index in 0..200 {
