@@ -339,11 +339,10 @@ impl Partition {
     /// never split across pages), so every key present from the first call to the last is
     /// returned at least once, whichever node holds the partition: positions depend on the key
     /// alone. Like Redis, `count` bounds the work (tombstones and filtered keys count as
-    /// visited), so a page may hold fewer keys, even none, before the end. A page visits at
-    /// least a sixteenth (`MAX_SCAN_PAGES_PER_PARTITION`) of the partition's positions, whatever
-    /// `count`:
-    /// each page walks all of them (the index is a hash table), so without that floor a full
-    /// scan with a small `count` would cost time quadratic in the partition's size.
+    /// visited), so a page may hold fewer keys, even none, before the end. Whatever `count`, a
+    /// page visits at least a sixteenth (`MAX_SCAN_PAGES_PER_PARTITION`) of the partition's
+    /// positions: each page walks all of them (the index is a hash table), so without that floor
+    /// a full scan with a small `count` would cost time quadratic in the partition's size.
     /// `next_position` is `None` when the database is done.
     pub fn scan(
         &self,

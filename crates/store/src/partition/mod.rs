@@ -28,9 +28,10 @@ pub use replication::ExportCursor;
 
 /// Accounted bytes of a key slot (entry or tombstone) beyond its key and value bytes: its share of
 /// the index's hash table (an 8-byte position and a bucket of about 100 bytes, at the usual load),
-/// and the reference-count headers `Bytes` allocates the first time the key and value copies are shared
-/// with a reply or a mutation. `tests/allocations.rs` measures the heap with a counting allocator
-/// and checks that the accounting stays within a few percent of it (about 228 bytes measured).
+/// and the reference-count headers `Bytes` allocates the first time the key and value copies are
+/// shared with a reply or a mutation. `tests/allocations.rs` measures the heap with a counting
+/// allocator and checks that the accounting stays within a few percent of it (about 228 bytes
+/// measured).
 pub const ENTRY_OVERHEAD_BYTES: u64 = 240;
 
 /// Accounted bytes of one hash field beyond the field and value bytes: the pair of `Bytes`
@@ -419,7 +420,6 @@ impl Keyspace {
         let needs_stored_key =
             change.is_some() || before.index_deadline_ms != after.index_deadline_ms;
         let mut stored_key = None;
-        let mut bucket_removed = false;
         match (bucket_entry, existing_index, slot) {
             (hash_map::Entry::Occupied(mut occupied), Some(index), Some(slot)) => {
                 let key_slot = &mut occupied.get_mut().slots_mut()[index];
@@ -432,7 +432,7 @@ impl Keyspace {
                 let removed = occupied.get_mut().remove(index);
                 if occupied.get().is_empty() {
                     occupied.remove();
-                    bucket_removed = true;
+                    shrink_if_sparse(&mut dbs[db_index]);
                 }
                 stored_key = Some(removed.key);
             }
@@ -451,9 +451,6 @@ impl Keyspace {
                 vacant.insert(Bucket::One(KeySlot { key, slot }));
             }
             (_, _, None) => {}
-        }
-        if bucket_removed {
-            shrink_if_sparse(&mut dbs[db_index]);
         }
         if expired {
             shared.counters.add_expired_keys(1);
