@@ -254,11 +254,6 @@ PYTHON
 placement() { python3 "$helper" "$@"; }
 node_stat() { placement stat "${node_admin_port[$1]}" "$2"; }
 
-# median: the median of the numbers on stdin.
-median() {
-  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # --- The nodes: a single one and a cluster of three, all with --backups 0 ---
 
 start_redis
@@ -435,8 +430,8 @@ echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspa
 printf '%-6s %-10s %14s %14s %15s %13s\n' test pipeline single_ops_s cluster_ops_s cluster/single "round range"
 for pipeline in 1 16; do
   for test in SET GET; do
-    single_rps=$(awk -v p="$pipeline" -v t="$test" '$1 == "single" && $2 == p && $3 == t { print $4 }' "$results" | median)
-    cluster_rps=$(awk -v p="$pipeline" -v t="$test" '$1 == "cluster" && $2 == p && $3 == t { print $4 }' "$results" | median)
+    single_rps=$(set_get_median single "$pipeline" "$test" 4)
+    cluster_rps=$(set_get_median cluster "$pipeline" "$test" 4)
     # Per-round ratios: the two runs of a round are next to each other in time.
     ratios=$(awk -v p="$pipeline" -v t="$test" '
       $2 == p && $3 == t { rps[$1, $5] = $4; rounds[$5] = 1 }

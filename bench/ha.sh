@@ -93,10 +93,6 @@ measure_throughput() {
   done
 }
 
-median() {
-  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 report_throughput() {
   echo "command: redis-benchmark -t set,get -c $clients -d $value_bytes -r $keyspace -n $requests -P {1,16} --csv" \
     "against the first node of each 2-node cluster (median of $rounds rounds, order rotating)"
@@ -110,10 +106,8 @@ report_throughput() {
       if ((pipeline == 1)); then label="none"; else label="-P 16"; fi
       declare -A rps=() cpu=()
       for mode in $modes; do
-        rps[$mode]=$(awk -v m="$mode" -v p="$pipeline" -v t="$test" \
-          '$1 == m && $2 == p && $3 == t { print $4 }' "$results" | median)
-        cpu[$mode]=$(awk -v m="$mode" -v p="$pipeline" -v t="$test" \
-          '$1 == m && $2 == p && $3 == t { print $6 }' "$results" | median)
+        rps[$mode]=$(set_get_median "$mode" "$pipeline" "$test" 4)
+        cpu[$mode]=$(set_get_median "$mode" "$pipeline" "$test" 6)
       done
       for mode in through delayed; do
         if [[ $mode == through ]]; then goal=0.90; else goal=0.95; fi

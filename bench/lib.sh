@@ -17,6 +17,11 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
+# median: the median of the numbers on standard input, one per line.
+median() {
+  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 clock_ticks_per_second=$(getconf CLK_TCK)
 
 # cpu_ticks PID...: user + system CPU time of every thread of the processes, summed, in clock
@@ -337,4 +342,12 @@ bench_set_get() {
         print target, pipeline, line, round, cpu
       }' >>"$results"
   done
+}
+
+# set_get_median TARGET PIPELINE TEST COLUMN: the median over the rounds of a column of the rows
+# bench_set_get appended to $results for that target, pipeline and test (SET or GET); COLUMN 4 is
+# ops/s, 6 the CPU time per request.
+set_get_median() {
+  awk -v target="$1" -v pipeline="$2" -v test="$3" -v column="$4" \
+    '$1 == target && $2 == pipeline && $3 == test { print $column }' "$results" | median
 }

@@ -270,13 +270,13 @@ redis-cli -p "$second_port" INFO keyspace | grep -q '^db0:keys=' || {
 say "scd node 2 on $second_port joined"
 cross_handover=$(python3 "$work_dir/locks.py" handovers "$scd_port" "$second_port" native "$handovers" 0)
 
-median() {
-  awk -v target="$1" '$1 == target { print $2 }' "$results" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# rate_median TARGET: the median over the rounds of TARGET's rate.
+rate_median() {
+  awk -v target="$1" '$1 == target { print $2 }' "$results" | median
 }
-redis_rate=$(median redis-compat)
-scd_compat_rate=$(median scd-compat)
-scd_native_rate=$(median scd-native)
+redis_rate=$(rate_median redis-compat)
+scd_compat_rate=$(rate_median scd-compat)
+scd_native_rate=$(rate_median scd-native)
 
 echo
 machine_summary

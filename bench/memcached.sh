@@ -121,11 +121,6 @@ for round in $(seq 1 "$rounds"); do
   fi
 done
 
-# median: the median of the numbers on standard input.
-median() {
-  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 echo
 machine_summary
 echo "memcached $(memcached -V | awk '{ print $2 }') -t $server_threads -m 1024; scd --client-threads $server_threads --memcached"

@@ -49,22 +49,15 @@ printf '%-6s %-10s %14s %14s %9s %13s %6s %-7s %s\n' test pipeline redis_ops_s s
   "round range" goal verdict "cpu_us/op redis/scd"
 for pipeline in 1 16; do
   for test in SET GET; do
-    # median TARGET COLUMN: the median over the rounds of a column of this test's results (4:
-    # ops/s, 6: CPU time per request).
-    median() {
-      awk -v target="$1" -v column="$2" -v pipeline="$pipeline" -v test="$test" \
-        '$1 == target && $2 == pipeline && $3 == test { print $column }' "$results" |
-        sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-    }
-    redis_rps=$(median redis 4)
-    scd_rps=$(median scd 4)
+    redis_rps=$(set_get_median redis "$pipeline" "$test" 4)
+    scd_rps=$(set_get_median scd "$pipeline" "$test" 4)
     if ((pipeline == 1)); then goal=1.0; label="none"; else goal=0.9; label="-P 16"; fi
     # The median of the per-round ratios: each round's two runs are next to each other in time,
     # so background load drifting over the run skews this less than a ratio of medians.
     ratio=$(awk -v pipeline="$pipeline" -v test="$test" '
       $2 == pipeline && $3 == test { rps[$1, $5] = $4; rounds[$5] = 1 }
       END { for (round in rounds) print rps["scd", round] / rps["redis", round] }' "$results" |
-      sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+      median | awk '{ printf "%.3f", $1 }')
     verdict=$(awk -v r="$ratio" -v g="$goal" 'BEGIN { print (r >= g) ? "met" : "MISSED" }')
     # The lowest and highest scd/redis of a single round, to show the noise.
     range=$(awk -v pipeline="$pipeline" -v test="$test" '
@@ -78,6 +71,7 @@ for pipeline in 1 16; do
         printf "%.2f-%.2f", low, high
       }' "$results")
     printf '%-6s %-10s %14.0f %14.0f %9s %13s %6s %-7s %.2f/%.2f\n' "$test" "$label" "$redis_rps" \
-      "$scd_rps" "$ratio" "$range" ">=$goal" "$verdict" "$(median redis 6)" "$(median scd 6)"
+      "$scd_rps" "$ratio" "$range" ">=$goal" "$verdict" "$(set_get_median redis "$pipeline" "$test" 6)" \
+      "$(set_get_median scd "$pipeline" "$test" 6)"
   done
 done
