@@ -126,6 +126,44 @@ fn a_second_node_takes_its_share_by_snapshot_and_handoff_losing_no_key() {
     }
 }
 
+/// A node that joined is linked to its peers before membership admits them to its view. In that
+/// partial view it is the target primary of everything and its peers are targets of nothing:
+/// taking a handoff then, it dropped every backup from the record and acknowledged writes on its
+/// copy alone (sim seed 701771). It takes handoffs only once its view is settled.
+#[test]
+fn a_node_takes_no_handoff_while_its_view_is_not_settled() {
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |_| {});
+    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
+    cluster.run(20);
+    cluster.form(&[a, b]);
+    cluster.run(500);
+    cluster.assert_balanced(&[a, b], 1);
+    let c = cluster.add("c", |config| config.join_wait_ms = 10_000);
+    cluster.set_view(&[a, b, c]);
+    // c is linked to both, but its membership has admitted neither yet.
+    cluster.set_view(&[c]);
+    cluster.link_up(a, c);
+    cluster.link_up(b, c);
+    cluster.run(1_000);
+    assert_eq!(cluster.nodes[c].engine.stats().handoffs_taken, 0);
+    for partition in 0..PARTITIONS {
+        let record = cluster.nodes[a]
+            .engine
+            .record(partition)
+            .expect("every partition has a record");
+        assert_eq!(
+            record.backups.len(),
+            1,
+            "partition {partition} lost its backup: {record:?}"
+        );
+    }
+    cluster.set_view(&[a, b, c]);
+    cluster.run(1_000);
+    cluster.assert_balanced(&[a, b, c], 1);
+    assert!(cluster.nodes[c].engine.stats().handoffs_taken > 0);
+}
+
 #[test]
 fn three_nodes_balance_with_two_backups() {
     let mut cluster = Cluster::new();

@@ -241,9 +241,12 @@ impl<H: Host> Engine<H> {
             self.finish(partition, &state);
             return;
         }
-        if ctx.view.placement.target_primary(partition) != Some(me) {
+        if !self.view_settled() || ctx.view.placement.target_primary(partition) != Some(me) {
             // This node's view does not make it the target (the views differ for a moment):
-            // taking over now would hand the partition straight back, again and again.
+            // taking over now would hand the partition straight back, again and again. A view
+            // not settled yet (a node that just joined sees only some of its peers) cannot tell:
+            // a node taking over with it dropped every backup it did not see from the record and
+            // acknowledged writes that then died with it (sim seed 701771).
             let message = PeerMessage::HandoffRefused {
                 partition,
                 epoch: record.epoch,

@@ -294,8 +294,13 @@ impl<H: Host> Engine<H> {
         let all_targets_synced = targets
             .iter()
             .all(|target| *target == me || backups.contains(target));
-        if all_targets_synced && backups.iter().any(|backup| !targets.contains(backup)) {
-            // Every target holds the data: backups that are no longer targets can go.
+        if all_targets_synced
+            && self.view_settled()
+            && backups.iter().any(|backup| !targets.contains(backup))
+        {
+            // Every target holds the data: backups that are no longer targets can go. Only in a
+            // settled view: in a partial one the targets are too few, and all of them being
+            // synced says nothing about the copies the others hold.
             backups.retain(|backup| targets.contains(backup));
             primary.stream.retain(|member| {
                 !matches!(member.phase, StreamPhase::Synced) || backups.contains(&member.member)

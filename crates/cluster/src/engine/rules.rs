@@ -241,6 +241,14 @@ impl<H: Host> Engine<H> {
         self.drop_unowned_data(partition, state);
     }
 
+    /// Whether this node's view is complete as far as it can tell: every peer it is linked to is
+    /// in it, and every member reports the same view. Decisions that trust the view's targets to
+    /// be the cluster's wait for it (§5 rules 2 and 3, §8): in a partial view a node is the target
+    /// of partitions it is not, and the nodes it does not see yet are targets of nothing.
+    pub(super) fn view_settled(&self) -> bool {
+        self.links_in_view.load(Ordering::Acquire) && self.view_agreed.load(Ordering::Acquire)
+    }
+
     /// Whether this node may claim partitions (§5 rule 2): its gate is open (tables exchanged
     /// with its view), its view is complete as far as it can tell (every linked peer is in it,
     /// and every member reports the same view), and it exchanged tables with someone or waited
@@ -249,8 +257,7 @@ impl<H: Host> Engine<H> {
     /// the founding node already owned and served (sim seeds 648, 867, 1512, 1638).
     fn may_claim(&self, ctx: &Ctx) -> bool {
         self.gate_open.load(Ordering::Acquire)
-            && self.links_in_view.load(Ordering::Acquire)
-            && self.view_agreed.load(Ordering::Acquire)
+            && self.view_settled()
             && (self.exchanged_with_any.load(Ordering::Acquire)
                 || ctx.now_ms >= self.started_ms.saturating_add(self.config.join_wait_ms))
     }
