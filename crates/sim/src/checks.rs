@@ -381,6 +381,7 @@ impl Sim {
             && self.window.pauses == 0
             && self.window.link_resets == 0;
         let split = self.window.partitions > 0 || self.window.pauses > 0;
+        let mut adopt: Vec<(usize, State, u64)> = Vec::new();
         for index in 0..self.model.keys.len() {
             let model = &self.model.keys[index];
             let name = String::from_utf8_lossy(&model.key).into_owned();
@@ -411,6 +412,15 @@ impl Sim {
                             model.acked_hlc
                         ))
                     } else {
+                        if state != model.acked {
+                            // Explained by an operation whose outcome is unknown (a DEL retried
+                            // after its link died, say): that state is what reads must return
+                            // from now on. Kept as acknowledged, the unknown outcome pruned
+                            // below, a later read of the held state looked wrong (sim seed
+                            // 703628: a DEL answered 0 where an earlier one's retry had left
+                            // `Absent` possible, and a double kill took the newer SET).
+                            adopt.push((index, state.clone(), version_hlc));
+                        }
                         None
                     }
                 }
@@ -507,6 +517,11 @@ impl Sim {
             }
             model.shared_acked_hlc = version_hlc;
             model.counter_acked_hlc = version_hlc;
+        }
+        for (index, state, version_hlc) in adopt {
+            let model = &mut self.model.keys[index];
+            model.acked = state;
+            model.acked_hlc = (version_hlc > 0).then_some(version_hlc);
         }
     }
 
