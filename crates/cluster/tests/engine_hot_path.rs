@@ -62,12 +62,8 @@ fn measure(count: u64, mut f: impl FnMut(u64)) -> (u64, f64) {
 
 #[test]
 fn the_local_path_allocates_only_what_the_store_allocates() {
-    let mut cluster = Cluster::new();
-    let a = cluster.add("a", |_| {});
-    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
-    cluster.run(20);
-    cluster.form(&[a, b]);
-    cluster.run(500);
+    let cluster = Cluster::formed_pair();
+    let a = 0;
     let primary_of = |node: usize, replicated: bool| {
         (0..PARTITIONS)
             .find(|&p| {

@@ -132,12 +132,8 @@ fn a_second_node_takes_its_share_by_snapshot_and_handoff_losing_no_key() {
 /// copy alone (sim seed 701771). It takes handoffs only once its view is settled.
 #[test]
 fn a_node_takes_no_handoff_while_its_view_is_not_settled() {
-    let mut cluster = Cluster::new();
-    let a = cluster.add("a", |_| {});
-    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
-    cluster.run(20);
-    cluster.form(&[a, b]);
-    cluster.run(500);
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
     cluster.assert_balanced(&[a, b], 1);
     let c = cluster.add("c", |config| config.join_wait_ms = 10_000);
     cluster.set_view(&[a, b, c]);
@@ -184,12 +180,8 @@ fn three_nodes_balance_with_two_backups() {
 
 #[test]
 fn a_node_that_is_not_primary_forwards_and_answers_relayed_requests_with_its_record() {
-    let mut cluster = Cluster::new();
-    let a = cluster.add("a", |_| {});
-    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
-    cluster.run(20);
-    cluster.form(&[a, b]);
-    cluster.run(500);
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
     let partition = (0..PARTITIONS)
         .find(|&p| {
             cluster.nodes[a].engine.record(p).map(|r| r.primary) == Some(cluster.nodes[b].member)
@@ -306,12 +298,8 @@ fn a_node_does_not_act_as_primary_until_it_exchanged_tables_with_a_new_member() 
 
 #[test]
 fn a_stalled_node_fences_itself_until_tables_are_exchanged_again() {
-    let mut cluster = Cluster::new();
-    let a = cluster.add("a", |_| {});
-    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
-    cluster.run(20);
-    cluster.form(&[a, b]);
-    cluster.run(500);
+    let mut cluster = Cluster::formed_pair();
+    let a = 0;
     let partition = (0..PARTITIONS)
         .find(|&p| cluster.nodes[a].engine.accepting_writes(p, cluster.now_ms))
         .expect("a is primary of something");

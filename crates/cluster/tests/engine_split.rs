@@ -7,19 +7,9 @@ use bytes::Bytes;
 use engine_support::{Cluster, PARTITIONS, keys};
 use store::Reply;
 
-fn formed_pair() -> Cluster {
-    let mut cluster = Cluster::new();
-    let a = cluster.add("a", |_| {});
-    let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
-    cluster.run(20);
-    cluster.form(&[a, b]);
-    cluster.run(500);
-    cluster
-}
-
 #[test]
 fn after_a_split_heals_both_sides_converge_to_the_larger_version_of_every_key() {
-    let mut cluster = formed_pair();
+    let mut cluster = Cluster::formed_pair();
     let keys = keys(120);
     for key in &keys {
         cluster.set(0, key, "before");
@@ -81,7 +71,7 @@ fn after_a_split_heals_both_sides_converge_to_the_larger_version_of_every_key() 
 
 #[test]
 fn a_deletion_on_one_side_of_a_split_is_not_undone_by_the_heal() {
-    let mut cluster = formed_pair();
+    let mut cluster = Cluster::formed_pair();
     let keys = keys(40);
     for key in &keys {
         cluster.set(0, key, "v");
@@ -114,7 +104,7 @@ fn a_deletion_on_one_side_of_a_split_is_not_undone_by_the_heal() {
 
 #[test]
 fn a_node_that_learns_a_higher_epoch_stops_accepting_writes_at_once() {
-    let cluster = formed_pair();
+    let cluster = Cluster::formed_pair();
     let partition = (0..PARTITIONS)
         .find(|&p| cluster.nodes[0].engine.accepting_writes(p, cluster.now_ms))
         .expect("a is primary of something");

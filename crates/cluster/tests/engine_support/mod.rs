@@ -136,6 +136,18 @@ impl Cluster {
         }
     }
 
+    /// Two nodes at their defaults, "a" (index 0) and "b" (index 1, joining: it claims
+    /// nothing), formed and run until b took its share.
+    pub fn formed_pair() -> Cluster {
+        let mut cluster = Cluster::new();
+        let a = cluster.add("a", |_| {});
+        let b = cluster.add("b", |config| config.join_wait_ms = 10_000);
+        cluster.run(20);
+        cluster.form(&[a, b]);
+        cluster.run(500);
+        cluster
+    }
+
     /// Adds a node; `configure` adjusts its engine configuration.
     pub fn add(&mut self, name: &str, configure: impl FnOnce(&mut EngineConfig)) -> usize {
         let member = member_of(name, 1 + self.nodes.len() as u64);
