@@ -250,9 +250,8 @@ impl<H: Host> Engine<H> {
     }
 
     /// Whether this node may claim partitions (§5 rule 2): its gate is open (tables exchanged
-    /// with its view), its view is complete as far as it can tell (every linked peer is in it,
-    /// and every member reports the same view), and it exchanged tables with someone or waited
-    /// out the join time. Without the view conditions a joining node that had exchanged tables
+    /// with its view), its view is settled ([`Engine::view_settled`]), and it exchanged tables
+    /// with someone or waited out the join time. Without the view conditions a joining node that had exchanged tables
     /// only with another newcomer claimed, as target primary of its partial view, partitions
     /// the founding node already owned and served (sim seeds 648, 867, 1512, 1638).
     fn may_claim(&self, ctx: &Ctx) -> bool {
