@@ -381,7 +381,6 @@ impl Sim {
             && self.window.pauses == 0
             && self.window.link_resets == 0;
         let split = self.window.partitions > 0 || self.window.pauses > 0;
-        let mut adopt: Vec<(usize, State, u64)> = Vec::new();
         for index in 0..self.model.keys.len() {
             let model = &self.model.keys[index];
             let name = String::from_utf8_lossy(&model.key).into_owned();
@@ -397,6 +396,7 @@ impl Sim {
                 Some(Change::Delete { version }) => (State::Absent, version.hlc),
                 None => (State::Absent, 0),
             };
+            let mut adopt_held = false;
             let problem = match model.kind {
                 KeyKind::Owned => {
                     let rolled_back = model.acked_hlc.is_some_and(|acked| version_hlc < acked)
@@ -412,15 +412,14 @@ impl Sim {
                             model.acked_hlc
                         ))
                     } else {
-                        if state != model.acked {
-                            // Explained by an operation whose outcome is unknown (a DEL retried
-                            // after its link died, say): that state is what reads must return
-                            // from now on. Kept as acknowledged, the unknown outcome pruned
-                            // below, a later read of the held state looked wrong (sim seed
-                            // 703628: a DEL answered 0 where an earlier one's retry had left
-                            // `Absent` possible, and a double kill took the newer SET).
-                            adopt.push((index, state.clone(), version_hlc));
-                        }
+                        // A held state other than the acknowledged one is explained by an
+                        // operation whose outcome is unknown (a DEL retried after its link
+                        // died, say): it is what reads must return from now on. Kept as
+                        // acknowledged once the unknown outcome was pruned (after this check),
+                        // a later read of the held state looked wrong (sim seed 703628: a DEL
+                        // answered 0 where an earlier one's retry had left `Absent` possible,
+                        // and a double kill took the newer SET).
+                        adopt_held = state != model.acked;
                         None
                     }
                 }
@@ -469,6 +468,12 @@ impl Sim {
                     )
                 }),
             };
+            if adopt_held {
+                let model = &mut self.model.keys[index];
+                model.acked = state;
+                model.acked_hlc = (version_hlc > 0).then_some(version_hlc);
+                continue;
+            }
             let Some(problem) = problem else {
                 continue;
             };
@@ -517,11 +522,6 @@ impl Sim {
             }
             model.shared_acked_hlc = version_hlc;
             model.counter_acked_hlc = version_hlc;
-        }
-        for (index, state, version_hlc) in adopt {
-            let model = &mut self.model.keys[index];
-            model.acked = state;
-            model.acked_hlc = (version_hlc > 0).then_some(version_hlc);
         }
     }
 
