@@ -268,3 +268,74 @@ fn set_op_owned(key: Bytes, value: Bytes) -> Op {
         flags: 0,
     }
 }
+
+/// Heap bytes still held after `f`, and its result.
+fn retained<R>(f: impl FnOnce() -> R) -> (i64, R) {
+    let before = live_bytes();
+    let result = f();
+    (live_bytes() - before, result)
+}
+
+const BIG_VALUE_BYTES: usize = 100_000;
+
+fn big_set(expiry: SetExpiry, fill: u8) -> Op {
+    set_op(
+        b"session:big",
+        Bytes::from(vec![fill; BIG_VALUE_BYTES]),
+        expiry,
+    )
+}
+
+#[test]
+fn a_tombstone_does_not_keep_the_deleted_value_alive() {
+    let store = store();
+    let mut partition = store.partition(0);
+    drop(partition.execute(0, big_set(SetExpiry::AtMs(NOW_MS + 60_000), 1), NOW_MS));
+    let (freed, outcome) = retained(|| {
+        partition.execute(
+            0,
+            Op::Delete {
+                key: Bytes::from_static(b"session:big"),
+                cas_opt: None,
+            },
+            NOW_MS,
+        )
+    });
+    assert_eq!(outcome.reply, Reply::Integer(1));
+    drop(outcome);
+    assert_eq!(partition.num_tombstones(), 1);
+    // The tombstone keeps the key and its version, never the value.
+    assert!(
+        freed < -(BIG_VALUE_BYTES as i64) / 2,
+        "deleting a {BIG_VALUE_BYTES}-byte value changed the heap by {freed} bytes"
+    );
+}
+
+#[test]
+fn overwriting_a_value_under_the_same_deadline_frees_the_old_one() {
+    let store = store();
+    let mut partition = store.partition(0);
+    // With the deadline unchanged the expiry index keeps its item; nothing it or the slot holds
+    // may keep an old value alive.
+    drop(partition.execute(0, big_set(SetExpiry::AtMs(NOW_MS + 60_000), 1), NOW_MS));
+    let (grown, ()) = retained(|| {
+        for fill in 2..12 {
+            drop(partition.execute(0, big_set(SetExpiry::Keep, fill), NOW_MS));
+        }
+    });
+    assert!(
+        grown < BIG_VALUE_BYTES as i64,
+        "ten overwrites of one {BIG_VALUE_BYTES}-byte value grew the heap by {grown} bytes"
+    );
+    let outcome = partition.execute(
+        0,
+        Op::Get {
+            key: Bytes::from_static(b"session:big"),
+        },
+        NOW_MS,
+    );
+    let Reply::Bulk(value) = outcome.reply else {
+        panic!("get replies bulk");
+    };
+    assert!(value.iter().all(|&byte| byte == 11));
+}
