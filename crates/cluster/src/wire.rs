@@ -11,14 +11,15 @@
 //! finds a mismatch counts it and asks for a resync instead of applying it.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use serde::de::{Deserializer, SeqAccess, Visitor};
-use serde::ser::{SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use store::{
     Change, EntryImage, LockHolder, Mutation, Op, Reply, ScanPage, StoreError, ValueImage,
     ValueType,
 };
 use xxhash_rust::xxh3::Xxh3;
+
+/// Lists on the replication path keep their first two items inline.
+pub use store::SmallList;
 
 use crate::table::{Epoch, Record};
 
@@ -64,123 +65,6 @@ pub enum WireError {
         /// The serializer's complaint.
         reason: String,
     },
-}
-
-/// A short list that keeps up to two items inline: the replication path (one mutation per
-/// write, one or two backups per partition) then allocates nothing of its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SmallList<T> {
-    first: Option<T>,
-    second: Option<T>,
-    rest: Vec<T>,
-}
-
-impl<T> Default for SmallList<T> {
-    fn default() -> SmallList<T> {
-        SmallList {
-            first: None,
-            second: None,
-            rest: Vec::new(),
-        }
-    }
-}
-
-impl<T> SmallList<T> {
-    /// An empty list (no allocation).
-    pub fn new() -> SmallList<T> {
-        SmallList::default()
-    }
-
-    /// Appends `item`.
-    pub fn push(&mut self, item: T) {
-        if self.first.is_none() {
-            self.first = Some(item);
-        } else if self.second.is_none() {
-            self.second = Some(item);
-        } else {
-            self.rest.push(item);
-        }
-    }
-
-    /// Number of items.
-    pub fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + usize::from(self.second.is_some()) + self.rest.len()
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
-    /// The items in order.
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.first
-            .iter()
-            .chain(self.second.iter())
-            .chain(self.rest.iter())
-    }
-
-    /// Keeps the items for which `keep` is true, in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let items = std::mem::take(self);
-        for item in items {
-            if keep(&item) {
-                self.push(item);
-            }
-        }
-    }
-}
-
-impl<T> IntoIterator for SmallList<T> {
-    type Item = T;
-    type IntoIter = std::iter::Chain<
-        std::iter::Chain<std::option::IntoIter<T>, std::option::IntoIter<T>>,
-        std::vec::IntoIter<T>,
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.first.into_iter().chain(self.second).chain(self.rest)
-    }
-}
-
-impl<T> FromIterator<T> for SmallList<T> {
-    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> SmallList<T> {
-        let mut list = SmallList::new();
-        for item in iter {
-            list.push(item);
-        }
-        list
-    }
-}
-
-impl<T: Serialize> Serialize for SmallList<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.len()))?;
-        for item in self.iter() {
-            seq.serialize_element(item)?;
-        }
-        seq.end()
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for SmallList<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SmallList<T>, D::Error> {
-        struct ListVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
-            type Value = SmallList<T>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str("a sequence")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SmallList<T>, A::Error> {
-                let mut list = SmallList::new();
-                while let Some(item) = seq.next_element()? {
-                    list.push(item);
-                }
-                Ok(list)
-            }
-        }
-        deserializer.deserialize_seq(ListVisitor(std::marker::PhantomData))
-    }
 }
 
 /// A replicated key state with the checksum of its image, computed by the sender.

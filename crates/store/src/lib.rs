@@ -22,6 +22,7 @@ mod numbers;
 mod op;
 mod partition;
 mod placement;
+mod small_list;
 mod store;
 mod value;
 mod version;
@@ -31,14 +32,15 @@ pub use error::StoreError;
 pub use glob::glob_match;
 pub use lock::{LOCK_OWNER_MAX_BYTES, LockHolder, LockMode};
 pub use op::{
-    ConcatSide, CounterDirection, CounterInitial, ExpireCondition, ExpireTarget, Mutations,
-    MutationsIntoIter, Op, Outcome, Reply, ScanPage, SetCondition, SetExpiry, TimeUnit,
+    ConcatSide, CounterDirection, CounterInitial, ExpireCondition, ExpireTarget, Mutations, Op,
+    Outcome, Reply, ScanPage, SetCondition, SetExpiry, TimeUnit,
 };
 pub use partition::{
     ENTRY_OVERHEAD_BYTES, EXPIRY_INDEX_ITEM_OVERHEAD_BYTES, ExportCursor,
     HASH_FIELD_OVERHEAD_BYTES, Partition,
 };
 pub use placement::{SCAN_POSITION_SHIFT, hash_tag, partition_of, scan_position_of};
+pub use small_list::SmallList;
 pub use store::{Store, StoreStats};
 pub use value::{Change, EntryImage, Mutation, SMALL_HASH_MAX_FIELDS, ValueImage, ValueType};
 pub use version::{HLC_LOGICAL_BITS, HLC_MAX_WALL_MS, Hlc, Version};

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{EntryImage, LockHolder, LockMode, Mutation, StoreError, ValueType};
+use crate::{EntryImage, LockHolder, LockMode, Mutation, SmallList, StoreError, ValueType};
 
 /// One operation on one key of one partition (or, for the keyspace ops, on a whole partition).
 ///
@@ -601,75 +601,9 @@ impl Outcome {
     }
 }
 
-/// The mutations of one op: zero, one or two inline (every op but the flushes), more on the heap.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Mutations {
-    first: Option<Mutation>,
-    second: Option<Mutation>,
-    /// Only FLUSHDB/FLUSHALL get here; `Vec::new` does not allocate.
-    rest: Vec<Mutation>,
-}
-
-/// The iterator of `Mutations::into_iter`.
-pub type MutationsIntoIter = std::iter::Chain<
-    std::iter::Chain<std::option::IntoIter<Mutation>, std::option::IntoIter<Mutation>>,
-    std::vec::IntoIter<Mutation>,
->;
-
-impl Mutations {
-    /// No mutations.
-    pub fn new() -> Mutations {
-        Mutations::default()
-    }
-
-    /// Appends one.
-    pub fn push(&mut self, mutation: Mutation) {
-        if self.first.is_none() {
-            self.first = Some(mutation);
-        } else if self.second.is_none() {
-            self.second = Some(mutation);
-        } else {
-            self.rest.push(mutation);
-        }
-    }
-
-    /// How many.
-    pub fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + usize::from(self.second.is_some()) + self.rest.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
-    /// In order.
-    pub fn iter(&self) -> impl Iterator<Item = &Mutation> {
-        self.first
-            .iter()
-            .chain(self.second.iter())
-            .chain(self.rest.iter())
-    }
-}
-
-impl IntoIterator for Mutations {
-    type Item = Mutation;
-    type IntoIter = MutationsIntoIter;
-
-    fn into_iter(self) -> MutationsIntoIter {
-        self.first.into_iter().chain(self.second).chain(self.rest)
-    }
-}
-
-impl FromIterator<Mutation> for Mutations {
-    fn from_iter<T: IntoIterator<Item = Mutation>>(iter: T) -> Mutations {
-        let mut mutations = Mutations::new();
-        for mutation in iter {
-            mutations.push(mutation);
-        }
-        mutations
-    }
-}
+/// The mutations of one op: zero, one or two inline (every op but the flushes), more on the heap
+/// (only FLUSHDB and FLUSHALL).
+pub type Mutations = SmallList<Mutation>;
 
 #[cfg(test)]
 mod tests {
