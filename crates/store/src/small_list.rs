@@ -120,3 +120,42 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for SmallList<T> {
         deserializer.deserialize_seq(ListVisitor(std::marker::PhantomData))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_keep_their_order_inline_and_beyond() {
+        for count in 0..6_u32 {
+            let list: SmallList<u32> = (0..count).collect();
+            assert_eq!(list.len(), count as usize);
+            assert_eq!(list.is_empty(), count == 0);
+            assert_eq!(
+                list.iter().copied().collect::<Vec<_>>(),
+                (0..count).collect::<Vec<_>>()
+            );
+            let encoded = postcard::to_stdvec(&list).expect("serializable");
+            // The encoding is a plain sequence, as a `Vec` would be.
+            assert_eq!(
+                encoded,
+                postcard::to_stdvec(&(0..count).collect::<Vec<_>>()).unwrap()
+            );
+            let decoded: SmallList<u32> = postcard::from_bytes(&encoded).expect("deserializable");
+            assert_eq!(decoded, list);
+            assert_eq!(
+                decoded.into_iter().collect::<Vec<_>>(),
+                (0..count).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn retain_keeps_the_chosen_items_in_order() {
+        let mut list: SmallList<u32> = (0..7).collect();
+        list.retain(|item| item % 3 != 0);
+        assert_eq!(list.iter().copied().collect::<Vec<_>>(), vec![1, 2, 4, 5]);
+        list.retain(|_| false);
+        assert!(list.is_empty());
+    }
+}
