@@ -13,6 +13,7 @@ pub mod clock;
 mod cluster_io;
 mod cluster_setup;
 pub mod config;
+mod connection;
 mod expiry;
 mod listeners;
 mod locks;

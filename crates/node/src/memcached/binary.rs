@@ -13,7 +13,7 @@ use memcache::{Direction, Limits, StoreMode};
 use store::{Op, StoreError};
 
 use super::auth::{self, BEFORE_AUTH_LIMITS, SASL_MECHANISMS};
-use super::conn::{Answer, Footprint, FrontEnd, Next, Replies, Stat, Step};
+use super::conn::{Answer, FrontEnd, Next, Replies, Stat, Step};
 use super::flush::flush_all;
 use super::ops::{
     self, CounterCommand, CounterOutcome, DeleteOutcome, MEMCACHED_DB, StoreCommand, StoreOutcome,
@@ -21,6 +21,7 @@ use super::ops::{
 use super::stats::{self, Command, Counters, StatsAnswer};
 use super::text::{count_arithmetic, count_store};
 use crate::config::NodeConfig;
+use crate::connection::Footprint;
 use crate::state::NodeState;
 
 /// A binary-protocol connection: its parser, and whether it has authenticated.

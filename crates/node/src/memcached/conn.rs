@@ -15,24 +15,18 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use memcache::Protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::binary::BinaryFrontEnd;
 use super::stats::{Command, Counters, NodeMemcached, node_memcached};
 use super::text::TextFrontEnd;
+use crate::connection::{
+    Footprint, InFlight, OUTPUT_FLUSH_BYTES, READ_CHUNK_BYTES, elapsed_ns, read_more, shrink,
+    write_output,
+};
 use crate::pending::{BoxFuture, Pending};
 use crate::shards::before_pipelined_reply;
 use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal};
-
-/// Room kept free in the input buffer before each read.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Replies are written once this many bytes are waiting, even mid-pipeline, so a long pipeline
-/// of large values does not pile up in memory.
-const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
-/// A buffer that grew past this for one large request is replaced by a small one when empty, so
-/// idle connections do not each keep megabytes.
-const BUFFER_KEEP_BYTES: usize = 64 * 1024;
 
 /// How a request was answered, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,72 +96,6 @@ pub(super) trait FrontEnd {
 
     /// Runs `request`, answering through `replies`.
     fn run(&mut self, request: Self::Request, replies: &mut Replies<'_>) -> Step;
-}
-
-/// The partitions a request touches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Footprint {
-    /// None: it runs on this node alone (`version`, `stats`, NOOP, SASL).
-    None,
-    /// The partitions of its keys.
-    Partitions(Vec<u32>),
-    /// Every partition (`flush_all`).
-    All,
-}
-
-impl Footprint {
-    /// The partitions of `keys`.
-    pub(super) fn of_keys<'a>(
-        state: &NodeState,
-        keys: impl IntoIterator<Item = &'a bytes::Bytes>,
-    ) -> Footprint {
-        let partitions: Vec<u32> = keys
-            .into_iter()
-            .map(|key| state.router.partition_of(key))
-            .collect();
-        if partitions.is_empty() {
-            Footprint::None
-        } else {
-            Footprint::Partitions(partitions)
-        }
-    }
-}
-
-/// The partitions of a connection's pending replies.
-#[derive(Debug, Default)]
-struct InFlight {
-    all: bool,
-    partitions: Vec<u32>,
-}
-
-impl InFlight {
-    /// Beyond this many pending partitions every new keyed request waits: keeps the check cheap
-    /// for long pipelines.
-    const PARTITIONS_MAX: usize = 64;
-
-    fn conflicts_with(&self, footprint: &Footprint) -> bool {
-        match footprint {
-            Footprint::None => false,
-            _ if self.all => true,
-            Footprint::All => !self.partitions.is_empty(),
-            Footprint::Partitions(partitions) => partitions
-                .iter()
-                .any(|partition| self.partitions.contains(partition)),
-        }
-    }
-
-    fn add(&mut self, footprint: Footprint) {
-        match footprint {
-            Footprint::None => {}
-            Footprint::All => self.all = true,
-            Footprint::Partitions(partitions) => {
-                self.partitions.extend(partitions);
-                if self.partitions.len() > Self::PARTITIONS_MAX {
-                    self.all = true;
-                }
-            }
-        }
-    }
 }
 
 /// A connection's replies in request order: the bytes ready to write, and behind the first reply
@@ -290,9 +218,15 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, peer: So
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut shutdown = ShutdownSignal::new(&state.shutdown);
     while input.is_empty() {
-        if read_more(&mut shutdown, &mut tally, &mut stream, &mut input)
-            .await
-            .is_err()
+        if read_more(
+            &mut shutdown,
+            &mut tally,
+            &mut stream,
+            &mut input,
+            READ_CHUNK_BYTES,
+        )
+        .await
+        .is_err()
         {
             return;
         }
@@ -343,7 +277,7 @@ async fn serve_with<F: FrontEnd>(
                         replies
                             .settle(&node.counters, |stat, answer| record(state, stat, answer))
                             .await;
-                        in_flight = InFlight::default();
+                        in_flight.clear();
                     }
                     let num_later_before = replies.num_later_pushed;
                     let step = front_end.run(
@@ -382,7 +316,7 @@ async fn serve_with<F: FrontEnd>(
         replies
             .settle(&node.counters, |stat, answer| record(state, stat, answer))
             .await;
-        in_flight = InFlight::default();
+        in_flight.clear();
         before_pipelined_reply(num_requests, replies.output.len()).await;
         if write_output(tally, &mut stream, &mut replies.output)
             .await
@@ -395,38 +329,17 @@ async fn serve_with<F: FrontEnd>(
         if input.is_empty() {
             shrink(&mut input);
         }
-        if read_more(&mut shutdown, tally, &mut stream, &mut input)
-            .await
-            .is_err()
+        if read_more(
+            &mut shutdown,
+            tally,
+            &mut stream,
+            &mut input,
+            READ_CHUNK_BYTES,
+        )
+        .await
+        .is_err()
         {
             return;
-        }
-    }
-}
-
-/// Reads what the client sent next. `Err` when the client left, the read failed, or the node is
-/// shutting down.
-async fn read_more(
-    shutdown: &mut ShutdownSignal,
-    tally: &mut ByteTally<'_>,
-    stream: &mut TcpStream,
-    input: &mut BytesMut,
-) -> Result<(), ()> {
-    if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
-        input.reserve(READ_CHUNK_BYTES);
-    }
-    let read = tokio::select! {
-        // Input first: when it is ready the shutdown signal is not polled (a mutex per
-        // poll); it still is whenever the connection waits for input.
-        biased;
-        read = stream.read_buf(input) => read,
-        () = shutdown.wait() => return Err(()),
-    };
-    match read {
-        Ok(0) | Err(_) => Err(()),
-        Ok(bytes) => {
-            tally.read(bytes);
-            Ok(())
         }
     }
 }
@@ -450,31 +363,6 @@ fn count_error(state: &NodeState, kind_opt: Option<admin::ClientErrorKind>) {
     }
 }
 
-fn elapsed_ns(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-async fn write_output(
-    tally: &mut ByteTally<'_>,
-    stream: &mut TcpStream,
-    output: &mut BytesMut,
-) -> std::io::Result<()> {
-    if output.is_empty() {
-        return Ok(());
-    }
-    stream.write_all(output).await?;
-    tally.wrote(output.len());
-    output.clear();
-    Ok(())
-}
-
-/// Gives back the memory of a buffer that grew for one large request.
-fn shrink(buffer: &mut BytesMut) {
-    if buffer.is_empty() && buffer.capacity() > BUFFER_KEEP_BYTES {
-        *buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,28 +376,6 @@ mod tests {
                 answer
             }) as Encoder
         })
-    }
-
-    #[test]
-    fn a_request_waits_only_for_pending_replies_of_its_partitions() {
-        let mut in_flight = InFlight::default();
-        let partitions = |list: &[u32]| Footprint::Partitions(list.to_vec());
-        assert!(!in_flight.conflicts_with(&partitions(&[1])));
-        assert!(!in_flight.conflicts_with(&Footprint::All));
-        in_flight.add(partitions(&[1, 2]));
-        assert!(in_flight.conflicts_with(&partitions(&[2])));
-        assert!(!in_flight.conflicts_with(&partitions(&[3])));
-        assert!(!in_flight.conflicts_with(&Footprint::None));
-        assert!(in_flight.conflicts_with(&Footprint::All));
-        in_flight.add(Footprint::All);
-        assert!(in_flight.conflicts_with(&partitions(&[3])));
-        assert!(!in_flight.conflicts_with(&Footprint::None));
-
-        let mut long_pipeline = InFlight::default();
-        for partition in 0..=InFlight::PARTITIONS_MAX as u32 {
-            long_pipeline.add(partitions(&[partition]));
-        }
-        assert!(long_pipeline.conflicts_with(&partitions(&[100_000])));
     }
 
     #[tokio::test]

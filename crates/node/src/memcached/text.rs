@@ -12,7 +12,7 @@ use memcache::{Direction, Limits, StoreMode};
 use store::{Op, StoreError};
 
 use super::auth::{self, BEFORE_AUTH_LIMITS};
-use super::conn::{Answer, Footprint, FrontEnd, Next, Replies, Stat, Step};
+use super::conn::{Answer, FrontEnd, Next, Replies, Stat, Step};
 use super::flush::flush_all;
 use super::meta;
 use super::ops::{
@@ -20,6 +20,7 @@ use super::ops::{
 };
 use super::stats::{self, Command, Counters, StatsAnswer};
 use crate::config::NodeConfig;
+use crate::connection::Footprint;
 use crate::state::NodeState;
 
 /// A text-protocol connection: its parser, and whether it has authenticated.

@@ -11,24 +11,18 @@ use std::time::Instant;
 use bytes::BytesMut;
 use resp::{Command, ProtocolError, ProtocolVersion, ReplyEncoder, RequestParser};
 use store::Reply;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::dispatch::{Dispatched, dispatch};
 use super::reply::{self, Shape};
 use super::session::Session;
+use crate::connection::{
+    Footprint, InFlight, OUTPUT_FLUSH_BYTES, READ_CHUNK_BYTES, elapsed_ns, read_more, shrink,
+    write_output,
+};
 use crate::pending::{BoxFuture, Pending};
 use crate::shards::before_pipelined_reply;
 use crate::state::{ByteTally, NodeCounters, NodeState, ShutdownSignal};
-
-/// Room kept free in the input buffer before each read.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Replies are written once this many bytes are waiting, even mid-pipeline, so a long pipeline
-/// of large values does not pile up in memory.
-const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
-/// A buffer that grew past this for one large request is replaced by a small one when empty, so
-/// idle connections do not each keep megabytes.
-const BUFFER_KEEP_BYTES: usize = 64 * 1024;
 
 /// A reply that comes after one not yet known.
 enum Queued {
@@ -82,14 +76,14 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                         &mut output,
                         &mut queue,
                     ) {
-                        let footprint = Footprint::of(&state, &prepared.command);
+                        let footprint = footprint_of(&state, &prepared.command);
                         // A command never overtakes an earlier one of the same partition that
                         // is still pending (a relay in flight): it waits for it (PROTOCOL.md §12).
                         if in_flight.conflicts_with(&footprint) {
                             if drain_queue(&state, &mut queue, &mut output).await.is_err() {
                                 return;
                             }
-                            in_flight = InFlight::default();
+                            in_flight.clear();
                         }
                         if run_prepared(&state, &mut session, prepared, &mut output, &mut queue) {
                             in_flight.add(footprint);
@@ -125,7 +119,7 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                 }
             }
         }
-        in_flight = InFlight::default();
+        in_flight.clear();
         before_pipelined_reply(num_requests, output.len()).await;
         if drain_queue(&state, &mut queue, &mut output).await.is_err()
             || write_output(&mut tally, &mut stream, &mut output)
@@ -141,19 +135,11 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
         }
         // Read more: at least what the request being read still needs, when that is known.
         let wanted = parser.bytes_needed_hint(&input).max(READ_CHUNK_BYTES);
-        if input.capacity() - input.len() < wanted / 2 {
-            input.reserve(wanted);
-        }
-        let read = tokio::select! {
-            // Input first: when it is ready the shutdown signal is not polled (a mutex per
-            // poll); it still is whenever the connection waits for input.
-            biased;
-            read = stream.read_buf(&mut input) => read,
-            () = shutdown.wait() => return,
-        };
-        match read {
-            Ok(0) | Err(_) => return,
-            Ok(bytes) => tally.read(bytes),
+        if read_more(&mut shutdown, &mut tally, &mut stream, &mut input, wanted)
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }
@@ -310,75 +296,15 @@ fn run_prepared(
     }
 }
 
-/// The partitions a command touches, for the ordering rule.
-enum Footprint {
-    /// Runs on this node alone (connection and server commands).
-    None,
-    /// The partitions of its keys.
-    Partitions(Vec<u32>),
-    /// Every partition (SCAN, KEYS, DBSIZE, FLUSHDB, FLUSHALL).
-    All,
-}
-
-impl Footprint {
-    fn of(state: &NodeState, command: &Command) -> Footprint {
-        use resp::{KeyCommand, ServerCommand};
-        match command {
-            Command::Key(KeyCommand::Scan(_) | KeyCommand::Keys { .. })
-            | Command::Server(
-                ServerCommand::DbSize
-                | ServerCommand::FlushDb { .. }
-                | ServerCommand::FlushAll { .. },
-            ) => Footprint::All,
-            _ => {
-                let partitions: Vec<u32> = command
-                    .keys()
-                    .map(|key| state.router.partition_of(key))
-                    .collect();
-                if partitions.is_empty() {
-                    Footprint::None
-                } else {
-                    Footprint::Partitions(partitions)
-                }
-            }
-        }
-    }
-}
-
-/// The partitions of the pending replies of a connection.
-#[derive(Default)]
-struct InFlight {
-    all: bool,
-    partitions: Vec<u32>,
-}
-
-impl InFlight {
-    fn conflicts_with(&self, footprint: &Footprint) -> bool {
-        match footprint {
-            Footprint::None => false,
-            _ if self.all => true,
-            Footprint::All => !self.partitions.is_empty(),
-            Footprint::Partitions(partitions) => partitions
-                .iter()
-                .any(|partition| self.partitions.contains(partition)),
-        }
-    }
-
-    /// Beyond this many pending partitions every new keyed command waits: keeps the check cheap
-    /// for long pipelines.
-    const PARTITIONS_MAX: usize = 64;
-
-    fn add(&mut self, footprint: Footprint) {
-        match footprint {
-            Footprint::None => {}
-            Footprint::All => self.all = true,
-            Footprint::Partitions(partitions) => {
-                self.partitions.extend(partitions);
-                if self.partitions.len() > Self::PARTITIONS_MAX {
-                    self.all = true;
-                }
-            }
-        }
+/// The partitions `command` touches, for the ordering rule.
+fn footprint_of(state: &NodeState, command: &Command) -> Footprint {
+    use resp::{KeyCommand, ServerCommand};
+    match command {
+        Command::Key(KeyCommand::Scan(_) | KeyCommand::Keys { .. })
+        | Command::Server(
+            ServerCommand::DbSize | ServerCommand::FlushDb { .. } | ServerCommand::FlushAll { .. },
+        ) => Footprint::All,
+        _ => Footprint::of_keys(state, command.keys()),
     }
 }
 
@@ -398,10 +324,6 @@ fn note_store_error(state: &NodeState, reply: &Reply) {
             _ => {}
         }
     }
-}
-
-fn elapsed_ns(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Waits for the queued replies in order and appends them to the output.
@@ -440,25 +362,4 @@ async fn drain_queue(
         }
     }
     Ok(())
-}
-
-async fn write_output(
-    tally: &mut ByteTally<'_>,
-    stream: &mut TcpStream,
-    output: &mut BytesMut,
-) -> std::io::Result<()> {
-    if output.is_empty() {
-        return Ok(());
-    }
-    stream.write_all(output).await?;
-    tally.wrote(output.len());
-    output.clear();
-    Ok(())
-}
-
-/// Gives back the memory of a buffer that grew for one large request.
-fn shrink(buffer: &mut BytesMut) {
-    if buffer.is_empty() && buffer.capacity() > BUFFER_KEEP_BYTES {
-        *buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    }
 }
