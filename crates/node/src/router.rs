@@ -187,8 +187,34 @@ async fn wait_for_change(changed: Pin<Box<Notified<'_>>>, deadline: Instant) {
     }
 }
 
-/// Sends one `Request` to `primary` and waits for its `Response`.
+/// Sends one `Request` to `primary` and waits for its `Response`, counted in the relay metrics.
 async fn relay_once(
+    io: &ClusterIo,
+    primary: Member,
+    partition: u32,
+    db: u8,
+    op: Op,
+    timeout: Duration,
+) -> Result<RelayResult, &'static str> {
+    let started = Instant::now();
+    let outcome = relay(io, primary, partition, db, op, timeout).await;
+    io.metrics.relay_duration.observe(started.elapsed());
+    io.metrics.relays.inc(match &outcome {
+        Ok(RelayResult::Reply(_)) => admin::RelayOutcome::Ok,
+        Ok(_) => admin::RelayOutcome::Unavailable,
+        Err(RELAY_TIMED_OUT) => admin::RelayOutcome::Timeout,
+        Err(_) => admin::RelayOutcome::Error,
+    });
+    outcome
+}
+
+/// Why a relay that got no answer in time failed.
+const RELAY_TIMED_OUT: &str = "the primary did not answer in time";
+
+/// Sends one `Request` to `primary` and waits at most `timeout` for its `Response`. The lock
+/// manager relays through this too; its relays wait as long as a lock waiter may, so they are
+/// not counted in the relay metrics.
+pub(crate) async fn relay(
     io: &ClusterIo,
     primary: Member,
     partition: u32,
@@ -214,21 +240,12 @@ async fn relay_once(
         io.relays.forget(id);
         return Err("the link to the primary closed");
     }
-    let started = Instant::now();
-    let outcome = match tokio::time::timeout(timeout, answer).await {
+    match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(_)) => Err("the link to the primary closed"),
         Err(_) => {
             io.relays.forget(id);
-            Err("the primary did not answer in time")
+            Err(RELAY_TIMED_OUT)
         }
-    };
-    io.metrics.relay_duration.observe(started.elapsed());
-    io.metrics.relays.inc(match &outcome {
-        Ok(RelayResult::Reply(_)) => admin::RelayOutcome::Ok,
-        Ok(_) => admin::RelayOutcome::Unavailable,
-        Err("the primary did not answer in time") => admin::RelayOutcome::Timeout,
-        Err(_) => admin::RelayOutcome::Error,
-    });
-    outcome
+    }
 }

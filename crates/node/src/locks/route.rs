@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::table::Member;
-use cluster::wire::{self, PeerMessage, RelayResult};
+use cluster::wire::RelayResult;
 use store::{Op, Reply, StoreError};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::{Attempt, Executed, LockManager, WaiterOutcome};
 use crate::cluster_io::ClusterIo;
+use crate::router::relay;
 
 /// How long past its wait a lock operation may look for a reachable primary: the router's
 /// relay deadline (PROTOCOL.md §14).
@@ -184,43 +184,6 @@ async fn wait_for_change(changed: std::pin::Pin<&mut Notified<'_>>, deadline: In
     tokio::select! {
         () = changed => {}
         () = tokio::time::sleep_until(until) => {}
-    }
-}
-
-/// Sends one `Request` to `primary` and waits for its `Response`.
-async fn relay(
-    io: &ClusterIo,
-    primary: Member,
-    partition: u32,
-    db: u8,
-    op: Op,
-    timeout: Duration,
-) -> Result<RelayResult, &'static str> {
-    let link = io
-        .peers
-        .link_to(primary)
-        .ok_or("no link to the primary yet")?;
-    let (id, answer) = io.relays.register(primary);
-    let message = PeerMessage::Request {
-        id,
-        partition,
-        db,
-        op,
-    };
-    if link
-        .queue(true, |out| wire::encode_frame(&message, out))
-        .is_none()
-    {
-        io.relays.forget(id);
-        return Err("the link to the primary closed");
-    }
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(result)) => Ok(result),
-        Ok(Err(_)) => Err("the link to the primary closed"),
-        Err(_) => {
-            io.relays.forget(id);
-            Err("the primary did not answer in time")
-        }
     }
 }
 
