@@ -38,10 +38,10 @@ fn random_scenarios_keep_every_invariant() {
 /// rule 2 now waits for a complete, agreed view). 701771 caught a node that had just joined
 /// taking a handoff in its partial view and dropping every backup from the record (§8 now waits
 /// for a settled view); 703628 caught the checker keeping an acknowledged state that a double
-/// kill had taken, where an unknown outcome explained what survived. A seed replays its exact
-/// schedule only at the commit it failed on (the engine's behaviour draws from the same
-/// generator as the scenario), so these are cheap extra seeds, and the engine tests pin the
-/// fixes down.
+/// kill had taken, where an unknown outcome explained what survived. Their schedules were drawn
+/// from the world's generator, before the schedule got one of its own, so they no longer replay
+/// what failed: they are cheap extra seeds, and the engine tests pin the fixes down. A seed that
+/// fails from now on keeps its fault schedule across engine changes (`run_random`).
 #[test]
 fn seeds_that_once_failed_keep_every_invariant() {
     let failures: Vec<String> = [648, 867, 1512, 1638, 701_771, 703_628]
