@@ -41,10 +41,13 @@ fn random_scenarios_keep_every_invariant() {
 /// kill had taken, where an unknown outcome explained what survived. Their schedules were drawn
 /// from the world's generator, before the schedule got one of its own, so they no longer replay
 /// what failed: they are cheap extra seeds, and the engine tests pin the fixes down. A seed that
-/// fails from now on keeps its fault schedule across engine changes (`run_random`).
+/// fails from now on keeps its fault schedule across engine changes (`run_random`). 1910, the
+/// first such, caught the lock checks comparing the two sides of a false suspicion (a link reset
+/// and a lost heartbeat made one node declare a live peer down and claim its partitions) as if
+/// they were one connected group; such a view split is now checked as a network split.
 #[test]
 fn seeds_that_once_failed_keep_every_invariant() {
-    let failures: Vec<String> = [648, 867, 1512, 1638, 701_771, 703_628]
+    let failures: Vec<String> = [648, 867, 1512, 1638, 1910, 701_771, 703_628]
         .into_iter()
         .filter_map(|seed| {
             sim::run_random(seed, false)
