@@ -36,6 +36,34 @@ fn keys_held(nodes: &[Scd]) -> f64 {
     nodes.iter().map(|node| metric(node, "scd_keys")).sum()
 }
 
+/// Which quiet keys `node` is the primary of, asked just before it is killed. Only this test
+/// sends commands to `node`, as `is_primary_of` needs (the client uses node-1). A settled
+/// cluster can still be between two rounds of handoffs (a round starts every
+/// `reevaluate_interval_ms`, 200 by default), so the keys are asked until two looks 500 ms apart
+/// agree.
+fn settled_primaries_of(node: &Scd) -> BTreeSet<String> {
+    let look = || -> BTreeSet<String> {
+        (0..NUM_QUIET_KEYS)
+            .map(quiet_key)
+            .filter(|key| cluster::is_primary_of(node, key))
+            .collect()
+    };
+    let mut previous = look();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        let current = look();
+        if current == previous {
+            return current;
+        }
+        previous = current;
+    }
+    panic!(
+        "{}'s primaries among the quiet keys still moved after 10 s: now {} keys",
+        node.name,
+        previous.len()
+    );
+}
+
 #[test]
 fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_stale() {
     let _one_at_a_time = cluster::one_cluster_at_a_time();
@@ -56,17 +84,6 @@ fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_sta
         "the nodes hold {} copies of {NUM_QUIET_KEYS} keys with one backup",
         keys_held(&nodes)
     );
-    // Which of them node-3, about to be killed, is the primary of (asked before any other
-    // client uses node-3, as `is_primary_of` needs).
-    let on_killed: BTreeSet<String> = (0..NUM_QUIET_KEYS)
-        .map(quiet_key)
-        .filter(|key| cluster::is_primary_of(&nodes[2], key))
-        .collect();
-    assert!(
-        !on_killed.is_empty() && on_killed.len() < NUM_QUIET_KEYS,
-        "node-3 primaries {} of {NUM_QUIET_KEYS} quiet keys",
-        on_killed.len()
-    );
 
     let client = ContinuousClient::start(
         "on node-1",
@@ -75,6 +92,12 @@ fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_sta
         NUM_CLIENT_KEYS,
     );
     client.wait_for_more_operations(OPERATIONS_PER_STEP, PROGRESS_TIMEOUT);
+    let on_killed = settled_primaries_of(&nodes[2]);
+    assert!(
+        !on_killed.is_empty() && on_killed.len() < NUM_QUIET_KEYS,
+        "node-3 primaries {} of {NUM_QUIET_KEYS} quiet keys",
+        on_killed.len()
+    );
     let marked_before: f64 = nodes[..2]
         .iter()
         .map(|node| metric(node, "scd_failover_marked_sessions_total"))
