@@ -121,7 +121,10 @@ async fn route(
             }
             Execution::Forward(primary) => {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match relay_once(io, primary, partition, db, op.clone(), remaining).await {
+                let started = Instant::now();
+                let outcome = relay(io, primary, partition, db, op.clone(), remaining).await;
+                count_relay(io, started, &outcome);
+                match outcome {
                     Ok(RelayResult::Reply(reply)) => return reply,
                     Ok(RelayResult::NotPrimary { record }) => {
                         last_problem = "the primary moved";
@@ -187,25 +190,15 @@ async fn wait_for_change(changed: Pin<Box<Notified<'_>>>, deadline: Instant) {
     }
 }
 
-/// Sends one `Request` to `primary` and waits for its `Response`, counted in the relay metrics.
-async fn relay_once(
-    io: &ClusterIo,
-    primary: Member,
-    partition: u32,
-    db: u8,
-    op: Op,
-    timeout: Duration,
-) -> Result<RelayResult, &'static str> {
-    let started = Instant::now();
-    let outcome = relay(io, primary, partition, db, op, timeout).await;
+/// Adds a relay that started at `started` and ended with `outcome` to the relay metrics.
+fn count_relay(io: &ClusterIo, started: Instant, outcome: &Result<RelayResult, &'static str>) {
     io.metrics.relay_duration.observe(started.elapsed());
-    io.metrics.relays.inc(match &outcome {
+    io.metrics.relays.inc(match outcome {
         Ok(RelayResult::Reply(_)) => admin::RelayOutcome::Ok,
         Ok(_) => admin::RelayOutcome::Unavailable,
         Err(RELAY_TIMED_OUT) => admin::RelayOutcome::Timeout,
         Err(_) => admin::RelayOutcome::Error,
     });
-    outcome
 }
 
 /// Why a relay that got no answer in time failed.
