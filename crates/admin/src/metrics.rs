@@ -473,6 +473,8 @@ pub struct Metrics {
     pub snapshot_received_bytes: Counter,
     /// Partitions with fewer live backups than configured.
     pub under_replicated_partitions: Gauge,
+    /// Partitions whose owners are not yet the placement's targets (a rebalance to come).
+    pub partitions_to_move: Gauge,
     /// Keys merged by version after a network split healed.
     pub split_merged_keys: Counter,
     /// Time a lock request waited before it was granted.
@@ -565,6 +567,10 @@ impl Metrics {
             "under_replicated_partitions",
             "Partitions with fewer live backups than configured",
         );
+        let partitions_to_move = b.gauge(
+            "partitions_to_move",
+            "Partitions whose owners are not yet the placement's targets (a rebalance to come)",
+        );
         let split_merged_keys = b.counter(
             "split_merged_keys",
             "Keys merged by version after a network split healed",
@@ -634,6 +640,7 @@ impl Metrics {
             snapshot_sent_bytes,
             snapshot_received_bytes,
             under_replicated_partitions,
+            partitions_to_move,
             split_merged_keys,
             lock_wait_duration,
             lock_contended_acquisitions,
@@ -792,6 +799,7 @@ mod tests {
             .inc(ConnectionRejectReason::NotAllowed);
         metrics.snapshot_sent_bytes.inc_by(4096);
         metrics.under_replicated_partitions.set(2);
+        metrics.partitions_to_move.set(5);
         let text = metrics
             .encode()
             .expect("encoding into a String cannot fail");
@@ -803,6 +811,7 @@ mod tests {
             "scd_snapshot_sent_bytes_total 4096",
             "# UNIT scd_snapshot_sent_bytes bytes",
             "scd_under_replicated_partitions 2",
+            "scd_partitions_to_move 5",
             "# TYPE scd_relay_duration_seconds histogram",
             "scd_relay_duration_seconds_count 0",
         ] {

@@ -81,6 +81,17 @@ impl Record {
     pub fn is_backup(&self, member: Member) -> bool {
         self.backups.contains(&member)
     }
+
+    /// Whether the owners are `targets`: its first as the primary, the others as the backups
+    /// in any order.
+    pub fn has_owners(&self, targets: &[Member]) -> bool {
+        let Some((&primary, backups)) = targets.split_first() else {
+            return false;
+        };
+        self.primary == primary
+            && self.backups.len() == backups.len()
+            && backups.iter().all(|backup| self.backups.contains(backup))
+    }
 }
 
 /// The digest contribution of partition `partition` holding `record_opt`: the table digest is
@@ -336,6 +347,22 @@ mod tests {
         check((1, 9), (2, 1), std::cmp::Ordering::Less);
         check((2, 1), (2, 2), std::cmp::Ordering::Less);
         check((3, 3), (3, 3), std::cmp::Ordering::Equal);
+    }
+
+    #[test]
+    fn a_record_has_its_targets_as_owners_whatever_the_order_of_its_backups() {
+        let (a, b, c) = (member(1, 1), member(2, 1), member(3, 1));
+        let held = record(1, 1, a, &[b, c]);
+        assert!(held.has_owners(&[a, b, c]));
+        assert!(held.has_owners(&[a, c, b]));
+        assert!(!held.has_owners(&[b, a, c]), "another primary");
+        assert!(!held.has_owners(&[a, b]), "a backup to shed");
+        assert!(
+            !record(1, 1, a, &[b]).has_owners(&[a, b, c]),
+            "a backup to make"
+        );
+        assert!(!record(1, 1, a, &[b, b]).has_owners(&[a, b, c]));
+        assert!(!held.has_owners(&[]), "no target");
     }
 
     #[test]

@@ -141,7 +141,20 @@ fn a_node_takes_no_handoff_while_its_view_is_not_settled() {
     cluster.set_view(&[c]);
     cluster.link_up(a, c);
     cluster.link_up(b, c);
-    cluster.run(1_000);
+    // Between two refused handoffs, a and b have nothing under way, yet the partitions c is to
+    // take are still to move: `Summary::to_move` says so (process tests wait for it to be 0).
+    let mut idle_with_moves_seen = false;
+    for _ in 0..100 {
+        cluster.run(10);
+        for node in [a, b] {
+            let summary = cluster.nodes[node].engine.summary(cluster.now_ms);
+            assert!(summary.to_move > 0, "{summary:?}");
+            idle_with_moves_seen |= summary.handoffs_in_progress == 0
+                && summary.snapshots_in_progress == 0
+                && summary.under_replicated == 0;
+        }
+    }
+    assert!(idle_with_moves_seen, "no moment between two handoff tries");
     assert_eq!(cluster.nodes[c].engine.stats().handoffs_taken, 0);
     for partition in 0..PARTITIONS {
         let record = cluster.nodes[a]
@@ -158,6 +171,12 @@ fn a_node_takes_no_handoff_while_its_view_is_not_settled() {
     cluster.run(1_000);
     cluster.assert_balanced(&[a, b, c], 1);
     assert!(cluster.nodes[c].engine.stats().handoffs_taken > 0);
+    for node in [a, b, c] {
+        assert_eq!(
+            cluster.nodes[node].engine.summary(cluster.now_ms).to_move,
+            0
+        );
+    }
 }
 
 #[test]

@@ -290,6 +290,7 @@ impl Published {
         metrics
             .under_replicated_partitions
             .set(i64::from(summary.under_replicated));
+        metrics.partitions_to_move.set(i64::from(summary.to_move));
         // One lag gauge per linked peer, by name; a peer that is gone stops being exported.
         let mut current = std::collections::HashSet::new();
         for (member, lag_ms) in &summary.lag_ms {

@@ -125,13 +125,14 @@ pub(crate) fn render(cluster: &Value) -> String {
         "\n* = this node; LAG_MS = age of the oldest write the peer has not acknowledged\n",
     );
     out.push_str(&format!(
-        "partitions without a live primary: {}  under-replicated partitions: {}{}\n",
+        "partitions without a live primary: {}  under-replicated partitions: {}{}  still to move: {}\n",
         text(&cluster["unowned_partitions"]),
         text(&cluster["under_replicated_partitions"]),
         partition_list(
             &cluster["under_replicated_partitions_shown"],
             &cluster["under_replicated_partitions"]
         ),
+        text(&cluster["partitions_to_move"]),
     ));
     out.push_str(&format!(
         "in progress: {} handoffs, {} snapshots sending, {} receiving, {} merges, {} requests waiting{}  serving: {}\n",
@@ -195,6 +196,7 @@ mod tests {
         serde_json::json!({
             "cluster": "scd", "node": "a", "partitions": 1024, "backups": 1, "write_mode": "through",
             "under_replicated_partitions": 3, "under_replicated_partitions_shown": [5, 17, 200],
+            "partitions_to_move": 9,
             "handoffs_in_progress": 1, "snapshots_in_progress": 2, "snapshots_receiving": 0,
             "merges_in_progress": 0, "deferred_requests": 4, "busy_partitions_shown": [17],
             "unowned_partitions": 0, "serving": true,
@@ -253,7 +255,7 @@ mod tests {
             (
                 "partitions",
                 "partitions without a live primary: 0 under-replicated partitions: 3 \
-                 (partitions 5, 17, 200)",
+                 (partitions 5, 17, 200) still to move: 9",
             ),
             (
                 "in progress",
@@ -281,7 +283,7 @@ mod tests {
             &cluster,
             "partitions",
             "partitions without a live primary: 0 under-replicated partitions: 40 \
-             (partitions 5, 17, 200, …)",
+             (partitions 5, 17, 200, …) still to move: 9",
         );
         check(
             &cluster,
@@ -300,13 +302,14 @@ mod tests {
             "snapshots_receiving",
             "since_start",
             "serving",
+            "partitions_to_move",
         ] {
             object.remove(field);
         }
         check(
             &cluster,
             "partitions",
-            "partitions without a live primary: 0 under-replicated partitions: 3",
+            "partitions without a live primary: 0 under-replicated partitions: 3 still to move: -",
         );
         assert!(!render(&cluster).contains("since start"));
     }

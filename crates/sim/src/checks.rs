@@ -192,6 +192,7 @@ impl Sim {
                 || summary.snapshots_receiving > 0
                 || summary.merges_in_progress > 0
                 || summary.deferred_requests > 0
+                || summary.to_move > 0
             {
                 return Err(format!("{} is busy: {summary:?}", node.name));
             }

@@ -1081,6 +1081,9 @@ impl<H: Host> Engine<H> {
             if !view.contains(record.primary) {
                 summary.without_live_primary += 1;
             }
+            if !record.has_owners(view.placement.targets(partition as u32)) {
+                summary.to_move += 1;
+            }
             let live_backups = record
                 .backups
                 .iter()

@@ -168,6 +168,9 @@ pub struct Summary {
     /// The first under-replicated partitions (at most `UNDER_REPLICATED_PARTITIONS_SHOWN`), in
     /// ascending order, for status pages.
     pub under_replicated_partitions: Vec<u32>,
+    /// Partitions whose primary or backups are not the targets of this node's view: a
+    /// rebalance (snapshot, handoff, or shedding a backup) is still to come.
+    pub to_move: u32,
     /// Partitions without a record.
     pub without_record: u32,
     /// Partitions whose primary is not in this node's view.

@@ -167,6 +167,7 @@ pub fn settle_problems_of_views(views: &[(String, Result<Json, String>)]) -> Vec
         for counter in [
             "unowned_partitions",
             "under_replicated_partitions",
+            "partitions_to_move",
             "handoffs_in_progress",
             "snapshots_in_progress",
         ] {
