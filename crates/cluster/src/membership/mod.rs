@@ -423,18 +423,31 @@ impl Membership {
     /// The peer TCP link to `node` was reset or closed: unless a heartbeat from it arrives within
     /// [`MembershipConfig::peer_reset_grace_ms`], it is declared down then, without waiting for
     /// the failure detector.
+    ///
+    /// A heartbeat goes to `node` at once. When it is alive it saw the same reset (both ends of a
+    /// TCP connection do) and does the same, so its heartbeat arrives a round trip later: one
+    /// more within the grace than the two periodic ones, and a single lost datagram no longer
+    /// declares a live node down.
     pub fn handle_peer_reset(&mut self, node: NodeId, now_ms: u64) {
         let now_ms = self.observe_clock(now_ms);
         if self.left {
             return;
         }
         self.stats.peer_resets += 1;
-        if let Some(member) = self.members.get_mut(&node)
-            && member.state == MemberState::Alive
-        {
+        let Some(member) = self.members.get_mut(&node) else {
+            return;
+        };
+        if member.state == MemberState::Alive {
             member.state = MemberState::Suspect;
             member.peer_reset_at_ms_opt = Some(now_ms);
             self.stats.suspicions += 1;
+        }
+        if member.is_in_view() {
+            let to = member.heartbeat_send_address;
+            if let Some(bytes) = self.build_datagram(MessageKind::Heartbeat) {
+                self.stats.heartbeats_sent += 1;
+                self.push_transmit(Transmit { to, bytes });
+            }
         }
     }
 
