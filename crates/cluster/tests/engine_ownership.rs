@@ -253,6 +253,88 @@ fn a_node_that_is_not_primary_forwards_and_answers_relayed_requests_with_its_rec
     ));
 }
 
+/// Node `requester` relays a SET of `key` to the primary of its partition, which it must be a
+/// backup of; returns the kinds of what the primary queued to the requester in answer.
+fn relay_set_from_backup(cluster: &mut Cluster, requester: usize, key: &str) -> Vec<&'static str> {
+    cluster.deliver();
+    let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+    let record = cluster.nodes[requester]
+        .engine
+        .record(partition)
+        .expect("every partition has a record");
+    let requester_member = cluster.nodes[requester].member;
+    assert!(record.is_backup(requester_member), "{record:?}");
+    let primary = cluster.index_of(record.primary).expect("a known primary");
+    cluster.nodes[primary].engine.handle_message(
+        requester_member,
+        PeerMessage::Request {
+            id: 90,
+            partition,
+            db: 0,
+            op: set_op(key, "relayed"),
+        },
+        cluster.now_ms,
+    );
+    cluster.nodes[primary].host.queued_kinds(requester_member)
+}
+
+/// The answer to a relayed write follows the write's `Replicate` on the requester's link, so a
+/// requester that is a backup has the write when it reads the answer: the primary does not wait
+/// for its acknowledgement (one round trip instead of two), only for the other backups'.
+#[test]
+fn a_relayed_write_waits_for_every_backup_but_its_requester() {
+    let mut pair = Cluster::formed_pair();
+    let key = (0..)
+        .map(|index| format!("relayed:{index}"))
+        .find(|key| {
+            let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+            pair.nodes[0].engine.record(partition).map(|r| r.primary) == Some(pair.nodes[1].member)
+        })
+        .expect("b is primary of some key");
+    assert_eq!(
+        relay_set_from_backup(&mut pair, 0, &key),
+        ["replicate", "response"]
+    );
+
+    let mut trio = Cluster::new();
+    for name in ["a", "b", "c"] {
+        trio.add(name, |config| config.backups = 2);
+    }
+    trio.run(20);
+    trio.form(&[0, 1, 2]);
+    trio.run(1_000);
+    trio.assert_balanced(&[0, 1, 2], 2);
+    // Node 0 is a backup of every partition it is not primary of.
+    let key = (0..)
+        .map(|index| format!("relayed:{index}"))
+        .find(|key| {
+            let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+            trio.nodes[0].engine.record(partition).map(|r| r.primary) != Some(trio.nodes[0].member)
+        })
+        .expect("another node is primary of some key");
+    assert_eq!(
+        relay_set_from_backup(&mut trio, 0, &key),
+        ["replicate"],
+        "answered before the other backup acknowledged"
+    );
+    trio.deliver();
+    let primary = trio
+        .index_of(
+            trio.nodes[0]
+                .engine
+                .record(store::partition_of(key.as_bytes(), PARTITIONS))
+                .expect("record")
+                .primary,
+        )
+        .expect("a known primary");
+    assert!(trio.log.contains(&(primary, 0, "response")));
+    assert_eq!(
+        trio.stored(0, &key).as_deref(),
+        Some(&b"relayed"[..]),
+        "the requester holds the write"
+    );
+}
+
 #[test]
 fn a_request_out_of_range_is_answered_unavailable() {
     let mut cluster = Cluster::new();

@@ -761,7 +761,12 @@ impl<H: Host> Engine<H> {
     }
 
     /// Executes a relayed request (the caller checked it may) and answers, now or after the
-    /// write-through acknowledgements.
+    /// write-through acknowledgements of the backups other than the requester.
+    ///
+    /// The requester's own acknowledgement is not waited for: the `Response` follows the
+    /// write's `Replicate` on the same link, and a node reads a link's frames in order, so the
+    /// requester has processed the frame (what its acknowledgement would have said) before it
+    /// reads the answer. A relayed write whose requester is a backup takes one round trip.
     #[allow(clippy::too_many_arguments)]
     fn serve_request(
         &self,
@@ -784,7 +789,8 @@ impl<H: Host> Engine<H> {
             );
             return;
         }
-        let (reply, waits) = self.execute_unchecked(partition, state, db, op, now_ms);
+        let (reply, mut waits) = self.execute_unchecked(partition, state, db, op, now_ms);
+        waits.retain(|(member, _)| *member != from);
         if waits.is_empty() {
             self.send_response(from, id, RelayResult::Reply(reply), now_ms);
             return;

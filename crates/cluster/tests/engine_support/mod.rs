@@ -88,6 +88,22 @@ impl TestHost {
         self.0.lock().acked.get(&from).copied().unwrap_or(0)
     }
 
+    /// The kinds of the messages queued to `to` and not delivered yet, oldest first.
+    pub fn queued_kinds(&self, to: Member) -> Vec<&'static str> {
+        let state = self.0.lock();
+        state
+            .outbox
+            .get(&to)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, bytes)| {
+                let mut buf = BytesMut::from(&bytes[..]);
+                decode_frame(&mut buf).ok().flatten()
+            })
+            .map(|message| message.kind())
+            .collect()
+    }
+
     /// The last message queued to `to` and not delivered yet.
     pub fn last_queued(&self, to: Member) -> Option<PeerMessage> {
         let state = self.0.lock();

@@ -689,8 +689,10 @@ impl LockManager {
     }
 
     /// Answers relayed request `id` of `from` about the lock of `key`, after the
-    /// acknowledgements it must wait for.
-    fn respond(self: &Arc<Self>, from: Member, id: u64, key: Bytes, executed: Executed) {
+    /// acknowledgements it must wait for but the requester's own: the answer follows the
+    /// `Replicate` on the requester's link, as in the engine's relay (PROTOCOL.md §6).
+    fn respond(self: &Arc<Self>, from: Member, id: u64, key: Bytes, mut executed: Executed) {
+        executed.waits.retain(|(member, _)| *member != from);
         if executed.waits.is_empty() {
             self.send_response(from, id, key, executed.reply);
             return;
