@@ -253,17 +253,27 @@ fn a_node_that_is_not_primary_forwards_and_answers_relayed_requests_with_its_rec
     ));
 }
 
-/// Node `requester` relays a SET of `key` to the primary of its partition, which it must be a
-/// backup of; returns the kinds of what the primary queued to the requester in answer.
-fn relay_set_from_backup(cluster: &mut Cluster, requester: usize, key: &str) -> Vec<&'static str> {
+/// Node `requester` relays a SET to the primary of a partition it is a backup of. Returns the
+/// key, the primary, and the kinds of what the primary queued to the requester in answer.
+fn relay_set_from_backup(
+    cluster: &mut Cluster,
+    requester: usize,
+) -> (String, usize, Vec<&'static str>) {
     cluster.deliver();
-    let partition = store::partition_of(key.as_bytes(), PARTITIONS);
-    let record = cluster.nodes[requester]
-        .engine
-        .record(partition)
-        .expect("every partition has a record");
     let requester_member = cluster.nodes[requester].member;
-    assert!(record.is_backup(requester_member), "{record:?}");
+    let (key, partition, record) = (0..)
+        .map(|index| {
+            let key = format!("relayed:{index}");
+            let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+            let record = cluster.nodes[requester].engine.record(partition);
+            (
+                key,
+                partition,
+                record.expect("every partition has a record"),
+            )
+        })
+        .find(|(_, _, record)| record.is_backup(requester_member))
+        .expect("the requester is a backup of some partition");
     let primary = cluster.index_of(record.primary).expect("a known primary");
     cluster.nodes[primary].engine.handle_message(
         requester_member,
@@ -271,11 +281,12 @@ fn relay_set_from_backup(cluster: &mut Cluster, requester: usize, key: &str) -> 
             id: 90,
             partition,
             db: 0,
-            op: set_op(key, "relayed"),
+            op: set_op(&key, "relayed"),
         },
         cluster.now_ms,
     );
-    cluster.nodes[primary].host.queued_kinds(requester_member)
+    let queued = cluster.nodes[primary].host.queued_kinds(requester_member);
+    (key, primary, queued)
 }
 
 /// The answer to a relayed write follows the write's `Replicate` on the requester's link, so a
@@ -284,17 +295,8 @@ fn relay_set_from_backup(cluster: &mut Cluster, requester: usize, key: &str) -> 
 #[test]
 fn a_relayed_write_waits_for_every_backup_but_its_requester() {
     let mut pair = Cluster::formed_pair();
-    let key = (0..)
-        .map(|index| format!("relayed:{index}"))
-        .find(|key| {
-            let partition = store::partition_of(key.as_bytes(), PARTITIONS);
-            pair.nodes[0].engine.record(partition).map(|r| r.primary) == Some(pair.nodes[1].member)
-        })
-        .expect("b is primary of some key");
-    assert_eq!(
-        relay_set_from_backup(&mut pair, 0, &key),
-        ["replicate", "response"]
-    );
+    let (_, _, queued) = relay_set_from_backup(&mut pair, 0);
+    assert_eq!(queued, ["replicate", "response"]);
 
     let mut trio = Cluster::new();
     for name in ["a", "b", "c"] {
@@ -304,29 +306,13 @@ fn a_relayed_write_waits_for_every_backup_but_its_requester() {
     trio.form(&[0, 1, 2]);
     trio.run(1_000);
     trio.assert_balanced(&[0, 1, 2], 2);
-    // Node 0 is a backup of every partition it is not primary of.
-    let key = (0..)
-        .map(|index| format!("relayed:{index}"))
-        .find(|key| {
-            let partition = store::partition_of(key.as_bytes(), PARTITIONS);
-            trio.nodes[0].engine.record(partition).map(|r| r.primary) != Some(trio.nodes[0].member)
-        })
-        .expect("another node is primary of some key");
+    let (key, primary, queued) = relay_set_from_backup(&mut trio, 0);
     assert_eq!(
-        relay_set_from_backup(&mut trio, 0, &key),
+        queued,
         ["replicate"],
         "answered before the other backup acknowledged"
     );
     trio.deliver();
-    let primary = trio
-        .index_of(
-            trio.nodes[0]
-                .engine
-                .record(store::partition_of(key.as_bytes(), PARTITIONS))
-                .expect("record")
-                .primary,
-        )
-        .expect("a known primary");
     assert!(trio.log.contains(&(primary, 0, "response")));
     assert_eq!(
         trio.stored(0, &key).as_deref(),
