@@ -214,18 +214,10 @@ impl Sim {
                 return Err(format!("partition {partition} has no record"));
             };
             let targets = target_owners(partition, &view, self.config.backups);
-            if targets.first() != Some(&record.primary) {
+            if !record.has_owners(&targets) {
                 return Err(format!(
-                    "partition {partition} is not on its target primary"
-                ));
-            }
-            let mut expected: Vec<Member> = targets[1..].to_vec();
-            expected.sort();
-            let mut backups = record.backups.clone();
-            backups.sort();
-            if backups != expected {
-                return Err(format!(
-                    "partition {partition} has backups {backups:?}, targets {expected:?}"
+                    "partition {partition} has primary {:?} and backups {:?}, targets {targets:?}",
+                    record.primary, record.backups
                 ));
             }
         }
