@@ -218,6 +218,9 @@ pub fn random_config(seed: u64) -> SimConfig {
         // Lock clients in every run: a few workers on a few keys, so they contend.
         lock_clients: 2 + rng.index(3),
         lock_keys: 1 + rng.index(3),
+        // Drawn last, so the draws above are those of the runs before link jitter existed;
+        // half the runs keep links of one latency, as those runs had.
+        link_jitter_ms: if rng.chance(0.5) { 1 + rng.up_to(7) } else { 0 },
         ..SimConfig::default()
     }
 }

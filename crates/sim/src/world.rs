@@ -37,6 +37,11 @@ pub struct SimConfig {
     pub latency_ms: u64,
     /// Extra delay of a datagram, uniform in `0..=jitter_ms`.
     pub jitter_ms: u64,
+    /// Extra delay of a link frame, uniform in `0..=link_jitter_ms` (a link still delivers in
+    /// order: a delayed frame holds back the ones behind it, as TCP does). With it, a node's
+    /// frames to two peers arrive at different times, so a write acknowledged before a backup
+    /// has it can be lost by a kill in between.
+    pub link_jitter_ms: u64,
     /// Probability that a heartbeat datagram is lost.
     pub datagram_loss: f64,
     /// Link bandwidth, in bytes per ms.
@@ -82,6 +87,7 @@ impl Default for SimConfig {
             max_lag_ms: 300,
             latency_ms: 1,
             jitter_ms: 3,
+            link_jitter_ms: 0,
             datagram_loss: 0.0,
             link_bytes_per_ms: 64 * 1024,
             clients: 4,
@@ -359,6 +365,9 @@ pub struct Sim {
     pub(crate) seed: u64,
     pub(crate) config: SimConfig,
     pub(crate) rng: Rng,
+    /// Draws the links' jitter, apart from `rng`: a run without link jitter draws what it drew
+    /// before link jitter existed.
+    link_rng: Rng,
     pub(crate) now_ms: u64,
     pub(crate) start_ms: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -394,6 +403,9 @@ pub struct Sim {
     traced_partition: Option<u32>,
 }
 
+/// The stream of `Sim::link_rng`, apart from the world's.
+const LINK_STREAM: u64 = 0x5eed_c0ff_ee00_0003;
+
 /// A leaving node exits after this long even if it still owns partitions (the node's
 /// `leave_timeout`), in ms.
 pub(crate) const LEAVE_TIMEOUT_MS: u64 = 10_000;
@@ -413,6 +425,7 @@ impl Sim {
         let mut sim = Sim {
             seed,
             rng: Rng::new(seed),
+            link_rng: Rng::new(seed ^ LINK_STREAM),
             now_ms: 1_000_000,
             start_ms: 1_000_000,
             queue: BinaryHeap::new(),
@@ -893,7 +906,10 @@ impl Sim {
         let key = Self::link_key(from, to);
         let direction = usize::from(from > to);
         let bandwidth = self.config.link_bytes_per_ms.max(1);
-        let latency = self.config.latency_ms;
+        let latency = match self.config.link_jitter_ms {
+            0 => self.config.latency_ms,
+            jitter => self.config.latency_ms + self.link_rng.up_to(jitter),
+        };
         let now_ms = self.now_ms;
         let Some(link) = self.links.get_mut(&key) else {
             return false;
