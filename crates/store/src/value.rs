@@ -103,6 +103,23 @@ impl Value {
         }
     }
 
+    /// Takes an image's value as it is, without copying: for images decoded from a peer frame,
+    /// whose every string owns an exact-size allocation of its own (or images cloned from a
+    /// store, which share a stored value's). A string sliced from a larger buffer, a client's
+    /// read buffer say, would keep that whole buffer alive: such images go through `from_image`.
+    pub(crate) fn from_owned_image(image: ValueImage) -> Value {
+        match image {
+            ValueImage::String(bytes) => Value::String(bytes),
+            ValueImage::Hash(pairs) => {
+                let mut hash = HashValue::default();
+                for (field, value) in pairs {
+                    hash.insert(field, value);
+                }
+                Value::Hash(hash)
+            }
+        }
+    }
+
     /// Copies an image's value into exact-size allocations.
     pub(crate) fn from_image(image: &ValueImage) -> Value {
         match image {

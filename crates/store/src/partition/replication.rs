@@ -41,6 +41,9 @@ impl Partition {
     ///
     /// Never refused for memory or size: a backup mirrors its primary. A Delete leaves a tombstone
     /// (kept `tombstone_ttl_ms` from `now_ms`). An expired entry counts as absent, like everywhere.
+    ///
+    /// The mutation's value is stored as it is, not copied: its strings must own their
+    /// allocations exactly, as those decoded from a peer frame do (`Value::from_owned_image`).
     pub fn apply(&mut self, mutation: Mutation, now_ms: u64) -> bool {
         let Mutation { db, key, change } = mutation;
         if usize::from(db) >= NUM_STORED_DATABASES {
@@ -56,7 +59,7 @@ impl Partition {
             }
             *slot = Some(match change {
                 Change::Put(image) => Slot::Live(Entry {
-                    value: Value::from_image(&image.value),
+                    value: Value::from_owned_image(image.value),
                     version,
                     expire_at_ms: image.expire_at_ms,
                     flags: image.flags,

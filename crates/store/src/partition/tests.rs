@@ -1386,6 +1386,30 @@ fn applying_the_stream_shuffled_with_duplicates_converges_to_the_same_contents()
 }
 
 #[test]
+fn an_applied_value_is_stored_without_a_copy() {
+    let primary = store();
+    let mut mutation = run(&primary, set("a", "1"))
+        .mutations
+        .into_iter()
+        .next()
+        .expect("put");
+    // As a frame decodes it: the value in an exact allocation of its own.
+    let value = Bytes::from(vec![b'v'; 512]);
+    let stored_at = value.as_ptr();
+    let Change::Put(image) = &mut mutation.change else {
+        panic!("a SET streams a put");
+    };
+    image.value = ValueImage::String(value);
+    let backup = store();
+    assert!(backup.partition(0).apply(mutation, NOW_MS));
+    let Reply::Bulk(read) = run(&backup, get("a")).reply else {
+        panic!("the applied key reads back");
+    };
+    assert_eq!(read.as_ptr(), stored_at);
+    assert_eq!(read.len(), 512);
+}
+
+#[test]
 fn a_stale_put_after_a_delete_does_not_resurrect_the_key() {
     let primary = store();
     let put = run(&primary, set("a", "1"))
