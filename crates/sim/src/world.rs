@@ -549,6 +549,11 @@ impl Sim {
             .collect()
     }
 
+    /// Whether nothing keeps the cluster from settling now: no split, no paused node.
+    pub(crate) fn has_no_split_or_pause(&self) -> bool {
+        self.groups.is_none() && self.nodes.iter().all(|node| node.status != Status::Paused)
+    }
+
     /// Indexes of running nodes.
     pub(crate) fn running_nodes(&self) -> Vec<usize> {
         (0..self.nodes.len())
