@@ -129,8 +129,15 @@ impl std::fmt::Display for CheckFailure {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             formatter,
-            "seed {} step {} ({}) at {} ms: check `{}` failed: {}\n  replay: cargo run -p sim --release -- --seed {} --trace",
-            self.seed, self.step_index, self.step, self.at_ms, self.check, self.detail, self.seed
+            "seed {seed} step {} ({}) at {} ms: check `{}` failed: {}\n  replay: a random run \
+             with `cargo run -p sim --release -- --seed {seed} --trace`, a scripted scenario by \
+             running its test with SCD_SIM_SEED={seed}",
+            self.step_index,
+            self.step,
+            self.at_ms,
+            self.check,
+            self.detail,
+            seed = self.seed,
         )
     }
 }
