@@ -192,7 +192,8 @@ impl HashValue {
         }
     }
 
-    /// Sets `field` to `value`; returns the previous value. The caller copied both already.
+    /// Sets `field` to `value`; returns the previous value. Both own their allocations already
+    /// (copied by the caller, or decoded from a peer frame).
     pub(crate) fn insert(&mut self, field: Bytes, value: Bytes) -> Option<Bytes> {
         let (field_len, value_len) = (field.len(), value.len());
         let previous = match &mut self.fields {
