@@ -201,6 +201,8 @@ async fn write_loop(link: &Link, mut writer: OwnedWriteHalf) -> std::io::Result<
     let mut writing = BytesMut::with_capacity(64 << 10);
     loop {
         tokio::select! {
+            // Work first: when it is ready the token is not polled (a mutex per poll).
+            biased;
             () = link.outbound_ready.notified() => {}
             () = link.closed.cancelled() => return Ok(()),
         }
@@ -232,6 +234,8 @@ async fn read_loop(
     let mut input = BytesMut::with_capacity(64 << 10);
     loop {
         let read = tokio::select! {
+            // Input first, as in `write_loop`.
+            biased;
             read = reader.read_buf(&mut input) => read?,
             () = link.closed.cancelled() => return Ok(()),
         };
@@ -243,6 +247,12 @@ async fn read_loop(
         }
         let mut delivered = false;
         while input.len() >= LENGTH_PREFIX_BYTES {
+            // A closed link delivers nothing more, even frames already read: a frame handler
+            // closes it on a malformed frame, and the frames behind that one must not be
+            // handled as if it had not been there.
+            if link.is_closed() {
+                return Ok(());
+            }
             let length = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
             if length > FRAME_BYTES_MAX {
                 return Err(std::io::Error::new(
@@ -267,5 +277,73 @@ async fn read_loop(
         if input.is_empty() && input.capacity() > (4 << 20) {
             input = BytesMut::with_capacity(64 << 10);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::node_id::{Incarnation, NodeId};
+
+    /// Records what it is given, and closes the link on a frame `bad`, as the node's handler
+    /// does on a malformed one.
+    #[derive(Default)]
+    struct Recorder {
+        frames: Mutex<Vec<Bytes>>,
+        closed: Notify,
+    }
+
+    impl FrameHandler for Recorder {
+        fn on_link_up(&self, _link: &Arc<Link>) {}
+        fn on_frame(&self, link: &Arc<Link>, payload: Bytes) {
+            if payload.as_ref() == b"bad" {
+                link.close();
+            }
+            self.frames.lock().push(payload);
+        }
+        fn on_batch_end(&self, _link: &Arc<Link>) {}
+        fn on_closed(&self, _link: &Arc<Link>) {
+            self.closed.notify_one();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_closed_by_a_frame_delivers_none_of_the_frames_read_behind_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let member = Member {
+            id: NodeId(2),
+            incarnation: Incarnation(1),
+        };
+        let link = Arc::new(Link::new(member, 0));
+        let recorder = Arc::new(Recorder::default());
+        let tasks = tokio_util::task::TaskTracker::new();
+        run(
+            &link,
+            stream,
+            Arc::clone(&recorder) as Arc<dyn FrameHandler>,
+            &tasks,
+        );
+        // Three frames in one write, so one read takes them all.
+        let mut bytes = Vec::new();
+        for body in [&b"one"[..], b"bad", b"two"] {
+            bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(body);
+        }
+        peer.write_all(&bytes).await.expect("write");
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            recorder.closed.notified(),
+        )
+        .await
+        .expect("the link closes");
+        let frames: Vec<Bytes> = recorder.frames.lock().clone();
+        assert_eq!(frames, [&b"one"[..], b"bad"]);
+        assert!(link.is_closed());
     }
 }
