@@ -272,6 +272,8 @@ pub(crate) struct Observer {
     /// When peers' table digests were last compared, ms (monotonic enough: the node clock).
     pub(crate) last_digest_check_ms: u64,
     pub(crate) digest_check_interval_ms: u64,
+    /// Whether the engine accepted operations at the last tick, to log when that changes.
+    pub(crate) gate_was_open: bool,
 }
 
 impl MembershipObserver for Observer {
@@ -351,6 +353,17 @@ impl MembershipObserver for Observer {
             }
             io.engine.handle_view(view.clone(), now_ms);
             self.last_view = view;
+        }
+        let gate_open = io.engine.accepts_operations();
+        if gate_open != self.gate_was_open {
+            self.gate_was_open = gate_open;
+            if gate_open {
+                tracing::info!("operations run: tables exchanged with every member of the view");
+            } else {
+                tracing::info!(
+                    "operations wait: tables are being exchanged, or this node is fenced"
+                );
+            }
         }
         if now_ms >= self.last_digest_check_ms + self.digest_check_interval_ms {
             self.last_digest_check_ms = now_ms;

@@ -136,6 +136,7 @@ pub(crate) fn start(
         last_view: Vec::new(),
         last_digest_check_ms: 0,
         digest_check_interval_ms: config.heartbeat_interval_ms,
+        gate_was_open: false,
     };
     let observer_clock = Arc::clone(&clock);
     let handle = MembershipHandle::start(

@@ -1276,6 +1276,11 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Whether operations run now: not fenced, and tables exchanged with every member (§10).
+    pub fn accepts_operations(&self) -> bool {
+        self.gate_open.load(Ordering::Acquire)
+    }
+
     fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::Acquire)
     }
