@@ -110,13 +110,7 @@ impl Value {
     pub(crate) fn from_owned_image(image: ValueImage) -> Value {
         match image {
             ValueImage::String(bytes) => Value::String(bytes),
-            ValueImage::Hash(pairs) => {
-                let mut hash = HashValue::default();
-                for (field, value) in pairs {
-                    hash.insert(field, value);
-                }
-                Value::Hash(hash)
-            }
+            ValueImage::Hash(pairs) => Value::hash_of(pairs),
         }
     }
 
@@ -124,14 +118,19 @@ impl Value {
     pub(crate) fn from_image(image: &ValueImage) -> Value {
         match image {
             ValueImage::String(bytes) => Value::String(Bytes::copy_from_slice(bytes)),
-            ValueImage::Hash(pairs) => {
-                let mut hash = HashValue::default();
-                for (field, value) in pairs {
-                    hash.insert(Bytes::copy_from_slice(field), Bytes::copy_from_slice(value));
-                }
-                Value::Hash(hash)
-            }
+            ValueImage::Hash(pairs) => Value::hash_of(pairs.iter().map(|(field, value)| {
+                (Bytes::copy_from_slice(field), Bytes::copy_from_slice(value))
+            })),
         }
+    }
+
+    /// A hash of `pairs`, each field once (later pairs win), stored as given.
+    fn hash_of(pairs: impl IntoIterator<Item = (Bytes, Bytes)>) -> Value {
+        let mut hash = HashValue::default();
+        for (field, value) in pairs {
+            hash.insert(field, value);
+        }
+        Value::Hash(hash)
     }
 
     pub(crate) fn to_image(&self) -> ValueImage {
