@@ -252,14 +252,18 @@ impl FrameHandler for Frames {
         }
     }
 
-    fn on_closed(&self, link: &Arc<Link>) {
+    fn on_link_down(&self, link: &Arc<Link>) {
         let Some(io) = self.0.upgrade() else { return };
         io.metrics.peer_connections_closed.inc();
         tracing::info!(peer = ?link.member, "peer link down");
         io.relays.fail_all_to(link.member);
         io.engine.handle_link_down(link.member, io.clock.now_ms());
-        io.peers.link_closed(link);
         io.send_membership(MembershipCommand::PeerReset(link.member.id));
+    }
+
+    fn on_closed(&self, link: &Arc<Link>) {
+        let Some(io) = self.0.upgrade() else { return };
+        io.peers.link_closed(link);
     }
 }
 

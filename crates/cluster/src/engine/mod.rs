@@ -775,6 +775,12 @@ impl<H: Host> Engine<H> {
 
     /// A link to `peer` is up (authenticated): the table exchange starts, and until it is done
     /// this node does not act as primary (§10).
+    ///
+    /// The engine keeps the state of one link per member: the host reports the end of a link
+    /// ([`Engine::handle_link_down`]) before the start of the link that replaces it, and never
+    /// after. (An end reported late would be taken for the new link's: the engine would keep
+    /// no state for a link that is up, ignore its acknowledgements, and leave the writes that
+    /// wait for them waiting.)
     pub fn handle_link_up(&self, peer: Member, now_ms: u64) {
         self.note_alive(std::iter::once(peer), now_ms);
         let link = Arc::new(PeerLink::new());

@@ -32,7 +32,11 @@ pub(crate) trait FrameHandler: Send + Sync + 'static {
     fn on_frame(&self, link: &Arc<Link>, payload: Bytes);
     /// Every frame of one read has been delivered (the place to acknowledge them).
     fn on_batch_end(&self, link: &Arc<Link>);
-    /// The link is closed; it delivers nothing more.
+    /// The link carries nothing more. Called once per link (through [`Link::report_down`]),
+    /// and before the `on_link_up` of a link that replaces it: the node then hears of one link
+    /// of a member at a time, in order.
+    fn on_link_down(&self, link: &Arc<Link>);
+    /// The link's tasks ended (after `on_link_down`).
     fn on_closed(&self, link: &Arc<Link>);
 }
 
@@ -67,6 +71,8 @@ pub(crate) struct Link {
     /// looked up: `CancellationToken::is_cancelled` locks a mutex (1.2 % of a node's CPU
     /// under relayed SETs, by `perf`).
     is_closed: AtomicBool,
+    /// Whether `on_link_down` ran; held while it runs, so whoever comes second waits for it.
+    down_reported: Mutex<bool>,
 }
 
 impl Link {
@@ -84,6 +90,7 @@ impl Link {
             acknowledgement_due: AtomicBool::new(false),
             closed: CancellationToken::new(),
             is_closed: AtomicBool::new(false),
+            down_reported: Mutex::new(false),
         }
     }
 
@@ -98,10 +105,12 @@ impl Link {
         numbered: bool,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Option<u64> {
+        let mut outbound = self.outbound.lock();
+        // Checked under the lock: once `close` returned, `last_frame_number` is final (a new
+        // link to the member starts its numbers after it).
         if self.is_closed() {
             return None;
         }
-        let mut outbound = self.outbound.lock();
         let start = outbound.buffer.len();
         if let Err(error) = encode(&mut outbound.buffer) {
             outbound.buffer.truncate(start);
@@ -126,7 +135,8 @@ impl Link {
         Some(number)
     }
 
-    /// The number of the last numbered frame queued on this link (`frame_base` if none).
+    /// The number of the last numbered frame queued on this link (`frame_base` if none); final
+    /// once the link is closed.
     pub(crate) fn last_frame_number(&self) -> u64 {
         self.frame_base + self.outbound.lock().frames_queued
     }
@@ -166,11 +176,22 @@ impl Link {
     pub(crate) fn is_closed(&self) -> bool {
         self.is_closed.load(Ordering::Acquire)
     }
+
+    /// Runs `handler.on_link_down` for this closed link unless it already ran; a second caller
+    /// returns only once the first one's call is over.
+    pub(crate) fn report_down(self: &Arc<Self>, handler: &dyn FrameHandler) {
+        debug_assert!(self.is_closed());
+        let mut reported = self.down_reported.lock();
+        if !*reported {
+            *reported = true;
+            handler.on_link_down(self);
+        }
+    }
 }
 
 /// Starts the writer and reader tasks of `link` over its authenticated connection. Frames queued
-/// before are written first. `on_closed` runs once when either task ends (error, end of stream,
-/// or `close`).
+/// before are written first. When either task ends (error, end of stream, or `close`) the link
+/// is reported down, if nothing did so before, and `on_closed` runs once the reader is done.
 pub(crate) fn run(
     link: &Arc<Link>,
     stream: tokio::net::TcpStream,
@@ -192,6 +213,7 @@ pub(crate) fn run(
             tracing::debug!(peer = ?reader_link.member, %error, "peer link read ended");
         }
         reader_link.close();
+        reader_link.report_down(handler.as_ref());
         handler.on_closed(&reader_link);
     });
 }
@@ -302,6 +324,7 @@ mod tests {
             self.frames.lock().push(payload);
         }
         fn on_batch_end(&self, _link: &Arc<Link>) {}
+        fn on_link_down(&self, _link: &Arc<Link>) {}
         fn on_closed(&self, _link: &Arc<Link>) {
             self.closed.notify_one();
         }

@@ -35,8 +35,11 @@ pub(crate) struct Peers {
     /// Members in the view, with their peer addresses: the links this node should have.
     wanted: Mutex<HashMap<NodeId, (Member, SocketAddr)>>,
     handler: OnceLock<Arc<dyn FrameHandler>>,
-    /// The last frame number given toward each member, kept across its links.
-    last_frame_numbers: Mutex<HashMap<Member, u64>>,
+    /// The last frame number given toward each node, kept across its links and incarnations,
+    /// so numbers toward a node only grow: a member declared dead that comes back with the same
+    /// incarnation (a paused process) must not find its new link numbering from 0 while a
+    /// write still waits for a number of the old one (one entry per node name ever linked).
+    last_frame_numbers: Mutex<HashMap<NodeId, u64>>,
     runtime: tokio::runtime::Handle,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -130,9 +133,6 @@ impl Peers {
                 wanted.remove(&member.id);
             }
         }
-        self.last_frame_numbers
-            .lock()
-            .retain(|known, _| known.id != member.id || *known != member);
         if let Some(link) = self
             .links
             .lock()
@@ -153,11 +153,7 @@ impl Peers {
 
     /// A link closed: forget it, and dial again if the member is still wanted and this side dials.
     pub(crate) fn link_closed(self: &Arc<Peers>, link: &Arc<Link>) {
-        {
-            let mut last_frame_numbers = self.last_frame_numbers.lock();
-            let last = last_frame_numbers.entry(link.member).or_insert(0);
-            *last = (*last).max(link.last_frame_number());
-        }
+        self.note_last_frame_number(link);
         {
             let mut links = self.links.lock();
             if links
@@ -290,6 +286,33 @@ impl Peers {
         self.install(member, stream);
     }
 
+    /// The links of `me` in a cluster named `test` of 8 partitions, with no secret, for unit
+    /// tests (in a tokio runtime).
+    #[cfg(test)]
+    pub(crate) fn for_tests(me: Member) -> Arc<Peers> {
+        Peers::new(
+            me,
+            ClusterKeys::derive(None, "test"),
+            LocalPeer {
+                cluster_name: "test".to_string(),
+                node_id: me.id,
+                protocol_version: cluster::membership::wire::PROTOCOL_VERSION,
+                partition_count: 8,
+                channel_binding: Vec::new(),
+            },
+            Vec::new(),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        )
+    }
+
+    /// Records the last frame number of a closed link, where the next link to its node starts.
+    fn note_last_frame_number(&self, link: &Link) {
+        let mut last_frame_numbers = self.last_frame_numbers.lock();
+        let last = last_frame_numbers.entry(link.member.id).or_insert(0);
+        *last = (*last).max(link.last_frame_number());
+    }
+
     /// Makes `stream` the link to `member`, closing any older link to that node.
     fn install(self: &Arc<Peers>, member: Member, stream: tokio::net::TcpStream) {
         let Some(handler) = self.handler.get().cloned() else {
@@ -299,18 +322,21 @@ impl Peers {
         // sends on link-up (a table request) is queued first and every frame it receives finds
         // the link known.
         let replaced = self.links.lock().remove(&member.id);
-        let frame_base = {
-            let mut last_frame_numbers = self.last_frame_numbers.lock();
-            if let Some(old) = &replaced
-                && old.member == member
-            {
-                last_frame_numbers.insert(member, old.last_frame_number());
-            }
-            *last_frame_numbers.entry(member).or_insert(0)
-        };
         if let Some(old) = replaced {
+            // The node hears of the old link's end before it hears of the new one: its tasks
+            // would report it later, and the engine would take that for the new link's end
+            // (keeping no state for a link that is up, and so never counting its
+            // acknowledgements).
             old.close();
+            old.report_down(handler.as_ref());
+            self.note_last_frame_number(&old);
         }
+        let frame_base = self
+            .last_frame_numbers
+            .lock()
+            .get(&member.id)
+            .copied()
+            .unwrap_or(0);
         let link = Arc::new(Link::new(member, frame_base));
         self.links.lock().insert(member.id, Arc::clone(&link));
         handler.on_link_up(&link);
@@ -321,5 +347,137 @@ impl Peers {
         if self.shutdown.is_cancelled() {
             link.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use cluster::node_id::Incarnation;
+    use tokio::sync::Notify;
+
+    enum Event {
+        Up(Arc<Link>),
+        Down(Arc<Link>),
+    }
+
+    /// Records the links' ups and downs in the order the node hears of them, and tells the
+    /// links of a closed one as the node's handler does.
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<Event>>,
+        closed: Notify,
+        peers: OnceLock<std::sync::Weak<Peers>>,
+    }
+
+    impl FrameHandler for Recorder {
+        fn on_link_up(&self, link: &Arc<Link>) {
+            self.events.lock().push(Event::Up(Arc::clone(link)));
+        }
+        fn on_frame(&self, _link: &Arc<Link>, _payload: Bytes) {}
+        fn on_batch_end(&self, _link: &Arc<Link>) {}
+        fn on_link_down(&self, link: &Arc<Link>) {
+            self.events.lock().push(Event::Down(Arc::clone(link)));
+        }
+        fn on_closed(&self, link: &Arc<Link>) {
+            if let Some(peers) = self.peers.get().and_then(std::sync::Weak::upgrade) {
+                peers.link_closed(link);
+            }
+            self.closed.notify_one();
+        }
+    }
+
+    /// One end of a loopback connection, and the other end to keep it open.
+    async fn connection() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let far = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (near, _) = listener.accept().await.expect("accept");
+        (near, far)
+    }
+
+    fn member_of(id: u32) -> Member {
+        Member {
+            id: NodeId(id),
+            incarnation: Incarnation(1),
+        }
+    }
+
+    /// Node 1's links, reporting to a new recorder.
+    fn peers_of_node_1() -> (Arc<Peers>, Arc<Recorder>) {
+        let peers = Peers::for_tests(member_of(1));
+        let recorder = Arc::new(Recorder::default());
+        peers.set_handler(Arc::clone(&recorder) as Arc<dyn FrameHandler>);
+        let _ = recorder.peers.set(Arc::downgrade(&peers));
+        (peers, recorder)
+    }
+
+    /// Queues `count` numbered (empty) frames on `link`.
+    fn queue_frames(link: &Link, count: usize) {
+        for _ in 0..count {
+            link.queue(true, |out| {
+                out.extend_from_slice(&[0, 0, 0, 0]);
+                Ok::<(), String>(())
+            })
+            .expect("queued");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replaced_link_is_reported_down_before_its_successor_is_up() {
+        let (peers, recorder) = peers_of_node_1();
+        let peer = member_of(2);
+        let (first_stream, _first_far) = connection().await;
+        peers.install(peer, first_stream);
+        let first = peers.link_to(peer).expect("the first link");
+        queue_frames(&first, 3);
+        // The same member links again (its process was paused and its peers dialled it anew)
+        // while the first link's tasks still run.
+        let (second_stream, _second_far) = connection().await;
+        peers.install(peer, second_stream);
+        let second = peers.link_to(peer).expect("the second link");
+        tokio::time::timeout(Duration::from_secs(10), recorder.closed.notified())
+            .await
+            .expect("the first link's tasks end");
+
+        let events = recorder.events.lock();
+        let order: Vec<String> = events
+            .iter()
+            .map(|event| match event {
+                Event::Up(link) if Arc::ptr_eq(link, &first) => "first up",
+                Event::Down(link) if Arc::ptr_eq(link, &first) => "first down",
+                Event::Up(link) if Arc::ptr_eq(link, &second) => "second up",
+                Event::Down(link) if Arc::ptr_eq(link, &second) => "second down",
+                _ => panic!("an event of a link the test did not make"),
+            })
+            .map(str::to_string)
+            .collect();
+        assert_eq!(order, ["first up", "first down", "second up"]);
+        // Frame numbers toward the member go on from the first link's.
+        assert_eq!(second.frame_base, 3);
+    }
+    #[tokio::test]
+    async fn frame_numbers_toward_a_member_that_left_and_came_back_go_on() {
+        let (peers, recorder) = peers_of_node_1();
+        let peer = member_of(2);
+        let (first_stream, _first_far) = connection().await;
+        peers.install(peer, first_stream);
+        let first = peers.link_to(peer).expect("the first link");
+        queue_frames(&first, 3);
+        // The link breaks, then membership declares the member dead; the same incarnation comes
+        // back (a paused process), and a write may still wait for frame 3 of the first link.
+        first.close();
+        tokio::time::timeout(Duration::from_secs(10), recorder.closed.notified())
+            .await
+            .expect("the first link's tasks end");
+        peers.member_down(peer);
+        let (second_stream, _second_far) = connection().await;
+        peers.install(peer, second_stream);
+        let second = peers.link_to(peer).expect("the second link");
+        assert_eq!(second.frame_base, 3);
     }
 }
