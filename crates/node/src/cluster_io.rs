@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use cluster::engine::{Engine, FenceReason, Host};
 use cluster::membership::{MemberState, MembershipEvent};
 use cluster::table::{Member, ViewMember};
-use cluster::wire::{self, PeerMessage, RelayResult};
+use cluster::wire::{self, PeerMessage, RelayResult, SmallList};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -74,8 +75,29 @@ impl ClusterHost {
             .clone()
     }
 
+    /// Resolves once every `(member, frame)` of `waits` was acknowledged (or its member
+    /// released) and returns true, or returns false at `deadline`.
+    pub(crate) async fn wait_all_acknowledged(
+        &self,
+        waits: &SmallList<(Member, u64)>,
+        deadline: Instant,
+    ) -> bool {
+        let all = async {
+            for (member, frame) in waits.iter() {
+                self.wait_acknowledged(*member, *frame).await;
+            }
+        };
+        tokio::select! {
+            // The acknowledgements first: when they are in at the first poll (a write that
+            // waited for none, or a retry), no timer is armed.
+            biased;
+            () = all => true,
+            () = tokio::time::sleep_until(deadline.into()) => false,
+        }
+    }
+
     /// Resolves once `member` acknowledged frame `frame` or was released.
-    pub(crate) async fn wait_acknowledged(&self, member: Member, frame: u64) {
+    async fn wait_acknowledged(&self, member: Member, frame: u64) {
         let mut receiver = self.acknowledged_sender(member).subscribe();
         // An error means the sender is gone, which only happens with the host: nothing to wait for.
         let _ = receiver
@@ -383,5 +405,47 @@ impl MembershipObserver for Observer {
                     .handle_peer_digest(member, info.table_digest, now_ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::node_id::{Incarnation, NodeId};
+    use std::time::Duration;
+
+    fn member_of(id: u32) -> Member {
+        Member {
+            id: NodeId(id),
+            incarnation: Incarnation(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_acknowledgements_ends_at_its_deadline_or_when_they_are_in() {
+        let host = ClusterHost::new(Peers::for_tests(member_of(1)), 8);
+        let mut waits = SmallList::new();
+        waits.push((member_of(2), 3));
+        waits.push((member_of(3), 5));
+        let soon = || Instant::now() + Duration::from_millis(50);
+        assert!(!host.wait_all_acknowledged(&waits, soon()).await);
+        host.acked(member_of(2), 3);
+        host.acked(member_of(3), 4);
+        assert!(
+            !host.wait_all_acknowledged(&waits, soon()).await,
+            "one member acknowledged one frame too few"
+        );
+        // A member released (it left the view) holds nobody back.
+        host.acked(member_of(3), u64::MAX);
+        assert!(host.wait_all_acknowledged(&waits, soon()).await);
+        // Acknowledgements that arrive during the wait end it.
+        waits.push((member_of(4), 1));
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            host.acked(member_of(4), 1);
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (acknowledged, ()) = tokio::join!(host.wait_all_acknowledged(&waits, deadline), late);
+        assert!(acknowledged);
     }
 }

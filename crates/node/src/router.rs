@@ -2,7 +2,8 @@
 //! its partition; the engine runs it here when this node is the primary, or says where the primary
 //! is, or that the partition is between owners. The router then relays it, waits for
 //! write-through acknowledgements, or waits for the partition to change — with a deadline, after
-//! which the client gets a `TRYAGAIN` error naming the partition.
+//! which the client gets an error naming the partition: `TRYAGAIN`, or `UNCONFIRMED` for a write
+//! that ran but whose backups did not acknowledge it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use crate::clock::Clock;
 use crate::cluster_io::ClusterIo;
 use crate::pending::Pending;
 
-/// How long an operation may wait for a reachable primary, in all (PROTOCOL.md §14). Failure
-/// detection takes under a second and a handoff one round trip, so this leaves a wide margin.
-const RELAY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long an operation may wait in all, for a reachable primary and for the acknowledgements
+/// of its backups (PROTOCOL.md §14). Failure detection takes under a second and a handoff one
+/// round trip, so this leaves a wide margin.
+pub(crate) const RELAY_DEADLINE: Duration = Duration::from_secs(5);
 /// How long to wait before trying again when nothing announces a change.
 const RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -68,9 +70,9 @@ impl Router {
             Execution::Done(reply) => Pending::Ready(reply),
             Execution::AwaitAcks { reply, waits } => {
                 let io = Arc::clone(&self.io);
+                let deadline = Instant::now() + RELAY_DEADLINE;
                 Pending::Later(Box::pin(async move {
-                    wait_acknowledged(&io, waits).await;
-                    reply
+                    acknowledged(&io, partition, reply, &waits, deadline).await
                 }))
             }
             first @ (Execution::Forward(_) | Execution::Wait { .. }) => {
@@ -84,9 +86,22 @@ impl Router {
     }
 }
 
-async fn wait_acknowledged(io: &ClusterIo, waits: SmallList<(Member, u64)>) {
-    for (member, frame) in waits.iter() {
-        io.host().wait_acknowledged(*member, *frame).await;
+/// `reply` once the backups acknowledged what a write must wait for, or an `UNCONFIRMED`
+/// error at `deadline`: the write ran, but it is not acknowledged.
+pub(crate) async fn acknowledged(
+    io: &ClusterIo,
+    partition: u32,
+    reply: Reply,
+    waits: &SmallList<(Member, u64)>,
+    deadline: Instant,
+) -> Reply {
+    if io.host().wait_all_acknowledged(waits, deadline).await {
+        reply
+    } else {
+        Reply::Error(StoreError::Unconfirmed {
+            partition,
+            deadline_ms: u64::try_from(RELAY_DEADLINE.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 }
 
@@ -116,8 +131,7 @@ async fn route(
         let wait = match execution {
             Execution::Done(reply) => return reply,
             Execution::AwaitAcks { reply, waits } => {
-                wait_acknowledged(io, waits).await;
-                return reply;
+                return acknowledged(io, partition, reply, &waits, deadline).await;
             }
             Execution::Forward(primary) => {
                 let remaining = deadline.saturating_duration_since(Instant::now());

@@ -79,6 +79,20 @@ pub enum StoreError {
         /// What the node last saw, in words.
         reason: String,
     },
+    /// Not raised by the store itself: a write ran on its partition's primary, but a backup it
+    /// had to wait for (write-through) did not acknowledge it within the node's deadline for an
+    /// operation. The write is in the primary's store and may or may not survive that
+    /// primary's failure; it was not acknowledged.
+    #[error(
+        "the write ran on the primary of partition {partition} but a backup did not acknowledge \
+         it within {deadline_ms} ms; it may be lost if that primary fails"
+    )]
+    Unconfirmed {
+        /// The partition.
+        partition: u32,
+        /// The deadline, ms.
+        deadline_ms: u64,
+    },
     /// `GuardedSet` with a token that does not hold the lock of the key: a newer grant exists
     /// (the writer's lease ran out and someone else took the lock), the token was never granted
     /// for this key, or the lock is free. State unchanged.
@@ -168,6 +182,7 @@ impl StoreError {
             StoreError::PartitionUnavailable { partition, reason } => format!(
                 "TRYAGAIN partition {partition} has no reachable primary ({reason}); retry shortly"
             ),
+            StoreError::Unconfirmed { .. } => format!("UNCONFIRMED {self}"),
             StoreError::Fenced { .. } => format!("FENCED {self}"),
             StoreError::LockOwnerTooLong { .. }
             | StoreError::TooManyLockWaiters { .. }
@@ -228,6 +243,14 @@ mod tests {
         check(
             StoreError::NonNumericValue,
             "ERR cannot increment or decrement non-numeric value",
+        );
+        check(
+            StoreError::Unconfirmed {
+                partition: 7,
+                deadline_ms: 5000,
+            },
+            "UNCONFIRMED the write ran on the primary of partition 7 but a backup did not \
+             acknowledge it within 5000 ms; it may be lost if that primary fails",
         );
     }
 

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::cluster_io::ClusterIo;
 use crate::pending::Pending;
+use crate::router::{self, RELAY_DEADLINE};
 
 pub(crate) use session::{SESSION_LOCKS_PER_CONNECTION_MAX, SessionLocks};
 pub(crate) use signals::LockSignals;
@@ -699,11 +700,35 @@ impl LockManager {
         }
         let manager = Arc::clone(self);
         tokio::spawn(async move {
-            for (member, frame) in executed.waits.iter() {
-                manager.io.host().wait_acknowledged(*member, *frame).await;
-            }
-            manager.send_response(from, id, key, executed.reply);
+            let reply = manager.confirm(&key, executed).await;
+            manager.send_response(from, id, key, reply);
         });
+    }
+
+    /// `executed`'s reply once the backups acknowledged what it waits for, or an
+    /// `UNCONFIRMED` error after the relay deadline. A grant that is not confirmed is given
+    /// back: its requester is told it failed and will not use the token.
+    pub(super) async fn confirm(self: &Arc<Self>, key: &Bytes, executed: Executed) -> Reply {
+        let partition = self.partition_of(key);
+        let granted_token_opt = match &executed.reply {
+            Reply::LockGranted { token, .. } => Some(*token),
+            _ => None,
+        };
+        let deadline = std::time::Instant::now() + RELAY_DEADLINE;
+        let reply = router::acknowledged(
+            &self.io,
+            partition,
+            executed.reply,
+            &executed.waits,
+            deadline,
+        )
+        .await;
+        if let (Reply::Error(StoreError::Unconfirmed { .. }), Some(token)) =
+            (&reply, granted_token_opt)
+        {
+            self.release_detached(key.clone(), token);
+        }
+        reply
     }
 
     fn send_response(self: &Arc<Self>, from: Member, id: u64, key: Bytes, reply: Reply) {

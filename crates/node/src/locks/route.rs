@@ -14,13 +14,9 @@ use store::{Op, Reply, StoreError};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
-use super::{Attempt, Executed, LockManager, WaiterOutcome};
-use crate::cluster_io::ClusterIo;
-use crate::router::relay;
+use super::{Attempt, LockManager, WaiterOutcome};
+use crate::router::{RELAY_DEADLINE, relay};
 
-/// How long past its wait a lock operation may look for a reachable primary: the router's
-/// relay deadline (PROTOCOL.md §14).
-const RELAY_DEADLINE: Duration = Duration::from_secs(5);
 /// How long to wait before trying again when nothing announces a change (the router's).
 const RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -90,6 +86,7 @@ async fn follow(
     let wait_deadline = started + Duration::from_millis(wait_ms_of(&op));
     let deadline = wait_deadline + RELAY_DEADLINE;
     let notify = io.host().partition_notify(partition);
+    let key = op.key().cloned().unwrap_or_default();
     let mut attempt = first;
     let mut last_problem;
     loop {
@@ -106,7 +103,7 @@ async fn follow(
             .unwrap_or(u64::MAX)
         };
         match attempt {
-            Attempt::Executed(executed) => return acknowledged(io, executed).await,
+            Attempt::Executed(executed) => return manager.confirm(&key, executed).await,
             Attempt::Queued(receiver_opt) => {
                 let outcome = match receiver_opt {
                     Some(receiver) => receiver.await.ok(),
@@ -114,7 +111,7 @@ async fn follow(
                 };
                 match outcome {
                     Some(WaiterOutcome::Executed(executed)) => {
-                        return acknowledged(io, executed).await;
+                        return manager.confirm(&key, executed).await;
                     }
                     Some(WaiterOutcome::TimedOut) => return Reply::Nil,
                     // Moved, or the manager dropped the queue: try again where it lives now.
@@ -169,14 +166,6 @@ async fn follow(
         let retry = with_wait_ms(&op, remaining_wait_ms());
         attempt = manager.attempt(partition, db, retry, None);
     }
-}
-
-/// The reply, once the backups acknowledged what it must wait for.
-async fn acknowledged(io: &ClusterIo, executed: Executed) -> Reply {
-    for (member, frame) in executed.waits.iter() {
-        io.host().wait_acknowledged(*member, *frame).await;
-    }
-    executed.reply
 }
 
 async fn wait_for_change(changed: std::pin::Pin<&mut Notified<'_>>, deadline: Instant) {

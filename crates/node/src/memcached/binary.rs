@@ -427,7 +427,8 @@ fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) 
 }
 
 /// Answers a failure of the server with `message` as the body, under memcached's status 0x0086
-/// "temporary failure": the request was fine and may be retried (a partition between owners).
+/// "temporary failure": the request was fine and may be retried (a partition between owners, or
+/// a write its backups did not acknowledge in time, which the message says).
 fn server_failure(request: &BinaryRequest, message: &str, out: &mut BytesMut) -> Answer {
     encode_response(
         out,
