@@ -10,6 +10,10 @@
 #    each also gets the CPU time both nodes of its cluster spent on it (user + system, from
 #    /proc/PID/stat) per request: the median is printed beside the ratio, showing how much of
 #    the two shared cores a copy on the backup takes.
+#    The same rounds also load redis-server alone and redis-server with one replica (--replicaof,
+#    on the same machine) and print the ratio replica/alone: no goal, a reference for what keeping
+#    a second copy on the same two cores costs Redis (its replication is asynchronous, like
+#    --write-mode delayed).
 # 2. Memory of primary + backup per session: 100 000 sessions of 1-4 KB with EX 1440 (the generator
 #    of bench/memory.sh) loaded with redis-cli --pipe into redis-server with one replica
 #    (--replicaof) and into a 2-node scd cluster with --backups 1 (write-through), each measured once
@@ -54,6 +58,35 @@ mode_args() {
 results="$work_dir/throughput"
 : >"$results"
 
+# wait_for_redis_replica PRIMARY_PORT REPLICA_PORT: until the replica's link is up and its offset
+# equals the primary's (120 s at most).
+wait_for_redis_replica() {
+  local primary_offset replica_info
+  for _ in $(seq 1 1200); do
+    primary_offset=$(redis-cli -p "$1" INFO replication | tr -d '\r' | awk -F: '$1 == "master_repl_offset" { print $2 }')
+    replica_info=$(redis-cli -p "$2" INFO replication | tr -d '\r')
+    if grep -q '^master_link_status:up$' <<<"$replica_info" &&
+      grep -qx "slave_repl_offset:$primary_offset" <<<"$replica_info"; then
+      return
+    fi
+    sleep 0.1
+  done
+  echo "the redis replica did not catch up within 120 s" >&2
+  exit 1
+}
+
+# start_redis_replica PRIMARY_PORT NAME: starts a replica of the redis-server on PRIMARY_PORT and
+# waits until it has caught up; sets replica_port and replica_pid.
+start_redis_replica() {
+  node_port replica_port
+  redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    --replicaof 127.0.0.1 "$1" --logfile "$work_dir/$2.log" --dir "$work_dir" --dbfilename "$2.rdb" &
+  replica_pid=$!
+  started_pids+=("$replica_pid")
+  wait_for_ping "$replica_port"
+  wait_for_redis_replica "$1" "$replica_port"
+}
+
 measure_throughput() {
   local mode
   # All three clusters run for the whole part, so every round measures each under the same
@@ -69,20 +102,31 @@ measure_throughput() {
     wait_for_cluster_settled "${mode}1" "${mode}2"
     say "cluster $mode: $(mode_args "$mode"), load on port ${node_client_port[${mode}1]}"
   done
+  # The reference: redis-server alone, and another with one replica.
+  local -A port=() pids=()
+  local mode
+  for mode in $modes; do
+    port[$mode]=${node_client_port[${mode}1]}
+    pids[$mode]="${node_pid[${mode}1]} ${node_pid[${mode}2]}"
+  done
+  start_redis
+  port[redis]=$redis_port pids[redis]=$redis_pid
+  start_redis
+  start_redis_replica "$redis_port" throughput-replica
+  port[replica]=$redis_port pids[replica]="$redis_pid $replica_pid"
+  say "redis-server alone on ${port[redis]}, with a replica on ${port[replica]}"
 
-  local round pipeline order target
+  local round pipeline target shift
+  local -a targets=(zero through delayed redis replica) order
   for round in $(seq 1 "$rounds"); do
     for pipeline in 1 16; do
-      # Each of the three goes first, second and last in turn.
-      case $((round % 3)) in
-      1) order="zero through delayed" ;;
-      2) order="through delayed zero" ;;
-      0) order="delayed zero through" ;;
-      esac
-      for target in $order; do
+      # Each target goes first in turn.
+      shift=$(((round - 1) % ${#targets[@]}))
+      order=("${targets[@]:shift}" "${targets[@]:0:shift}")
+      for target in "${order[@]}"; do
         say "round $round/$rounds: $target, -P $pipeline"
-        bench_set_get "$target" "${node_client_port[${target}1]}" "$pipeline" "$round" \
-          "${node_pid[${target}1]}" "${node_pid[${target}2]}"
+        # shellcheck disable=SC2086 # the pids are separate words
+        bench_set_get "$target" "${port[$target]}" "$pipeline" "$round" ${pids[$target]}
       done
     done
   done
@@ -91,6 +135,24 @@ measure_throughput() {
     stop_scd_node "${mode}1"
     stop_scd_node "${mode}2"
   done
+  # shellcheck disable=SC2086
+  kill ${pids[redis]} ${pids[replica]}
+  # shellcheck disable=SC2086
+  wait ${pids[redis]} ${pids[replica]} 2>/dev/null || true
+  for target in redis replica; do
+    for pid in ${pids[$target]}; do forget_pid "$pid"; done
+  done
+}
+
+# round_ratios TARGET BASE PIPELINE TEST: prints "median low-high" of the per-round ratios
+# TARGET/BASE of ops/s. The runs of one round are next to each other in time, so load drifting
+# over the run skews them less than a ratio of medians would.
+round_ratios() {
+  awk -v m="$1" -v b="$2" -v p="$3" -v t="$4" '
+    $2 == p && $3 == t { rps[$1, $5] = $4; rounds[$5] = 1 }
+    END { for (r in rounds) print rps[m, r] / rps[b, r] }' "$results" >"$work_dir/ratios"
+  printf '%s %s\n' "$(median <"$work_dir/ratios" | awk '{ printf "%.3f", $1 }')" \
+    "$(sort -g "$work_dir/ratios" | awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.2f-%.2f", low, high }')"
 }
 
 report_throughput() {
@@ -111,13 +173,7 @@ report_throughput() {
       done
       for mode in through delayed; do
         if [[ $mode == through ]]; then goal=0.90; else goal=0.95; fi
-        # Per-round ratios: the runs of one round are next to each other in time, so load drifting
-        # over the run skews them less than a ratio of medians would.
-        awk -v m="$mode" -v p="$pipeline" -v t="$test" '
-          $2 == p && $3 == t { rps[$1, $5] = $4; rounds[$5] = 1 }
-          END { for (r in rounds) print rps[m, r] / rps["zero", r] }' "$results" >"$work_dir/ratios"
-        ratio=$(median <"$work_dir/ratios" | awk '{ printf "%.3f", $1 }')
-        range=$(sort -g "$work_dir/ratios" | awk 'NR == 1 { low = $1 } { high = $1 } END { printf "%.2f-%.2f", low, high }')
+        read -r ratio range <<<"$(round_ratios "$mode" zero "$pipeline" "$test")"
         verdict=$(awk -v r="$ratio" -v g="$goal" 'BEGIN { print (r >= g) ? "met" : "MISSED" }')
         printf '%-6s %-9s %11.0f %11.0f %11.0f %-9s %9s %11s %6s %-7s %.2f/%.2f\n' "$test" "$label" \
           "${rps[zero]}" "${rps[through]}" "${rps[delayed]}" "$mode/0" "$ratio" "$range" ">=$goal" \
@@ -125,26 +181,25 @@ report_throughput() {
       done
     done
   done
+  echo
+  echo "reference, no goal: redis-server with one replica against redis-server alone, the same load" \
+    "and rounds (cpu: both redis processes)"
+  echo
+  printf '%-6s %-9s %11s %11s %-9s %9s %11s %s\n' \
+    test pipeline alone_ops replica_ops ratio median "round range" "cpu_us/op alone/replica"
+  for pipeline in 1 16; do
+    for test in SET GET; do
+      if ((pipeline == 1)); then label="none"; else label="-P 16"; fi
+      read -r ratio range <<<"$(round_ratios replica redis "$pipeline" "$test")"
+      printf '%-6s %-9s %11.0f %11.0f %-9s %9s %11s %.2f/%.2f\n' "$test" "$label" \
+        "$(set_get_median redis "$pipeline" "$test" 4)" "$(set_get_median replica "$pipeline" "$test" 4)" \
+        replica/alone "$ratio" "$range" \
+        "$(set_get_median redis "$pipeline" "$test" 6)" "$(set_get_median replica "$pipeline" "$test" 6)"
+    done
+  done
 }
 
 # --- 2. Memory of primary + backup -------------------------------------------------------------
-
-# wait_for_redis_replica PRIMARY_PORT REPLICA_PORT: until the replica's link is up and its offset
-# equals the primary's (120 s at most).
-wait_for_redis_replica() {
-  local primary_offset replica_info
-  for _ in $(seq 1 1200); do
-    primary_offset=$(redis-cli -p "$1" INFO replication | tr -d '\r' | awk -F: '$1 == "master_repl_offset" { print $2 }')
-    replica_info=$(redis-cli -p "$2" INFO replication | tr -d '\r')
-    if grep -q '^master_link_status:up$' <<<"$replica_info" &&
-      grep -qx "slave_repl_offset:$primary_offset" <<<"$replica_info"; then
-      return
-    fi
-    sleep 0.1
-  done
-  echo "the redis replica did not catch up within 120 s" >&2
-  exit 1
-}
 
 # wait_for_scd_copies NAME1 NAME2: until the cluster is settled and both nodes hold every session
 # (with 2 nodes and --backups 1 each node has all of them, as primary or backup; 120 s at most).
@@ -174,15 +229,7 @@ measure_memory() {
 
   # redis-server with one replica. start_redis gives the primary; the replica is started here.
   start_redis
-  local replica_port replica_pid
-  node_port replica_port
-  redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-    --replicaof 127.0.0.1 "$redis_port" --logfile "$work_dir/redis-replica.log" \
-    --dir "$work_dir" --dbfilename redis-replica.rdb &
-  replica_pid=$!
-  started_pids+=("$replica_pid")
-  wait_for_ping "$replica_port"
-  wait_for_redis_replica "$redis_port" "$replica_port"
+  start_redis_replica "$redis_port" redis-replica
   say "redis primary on $redis_port (pid $redis_pid), replica on $replica_port (pid $replica_pid)"
   local before_used before_rss after_used after_rss
   before_used=$(($(used_memory "$redis_port") + $(used_memory "$replica_port")))
