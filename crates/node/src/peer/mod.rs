@@ -417,32 +417,41 @@ mod tests {
     }
 
     /// Queues `count` numbered (empty) frames on `link`.
-    fn queue_frames(link: &Link, count: usize) {
-        for _ in 0..count {
+    /// Installs a new link to `peer` over a loopback connection and queues `frames` numbered
+    /// (empty) frames on it; returns the link and the connection's far end, which keeps it open.
+    async fn link_with_frames(
+        peers: &Arc<Peers>,
+        peer: Member,
+        frames: usize,
+    ) -> (Arc<Link>, tokio::net::TcpStream) {
+        let (stream, far) = connection().await;
+        peers.install(peer, stream);
+        let link = peers.link_to(peer).expect("the new link");
+        for _ in 0..frames {
             link.queue(true, |out| {
                 out.extend_from_slice(&[0, 0, 0, 0]);
                 Ok::<(), String>(())
             })
             .expect("queued");
         }
+        (link, far)
+    }
+
+    async fn wait_for_closed(recorder: &Recorder) {
+        tokio::time::timeout(Duration::from_secs(10), recorder.closed.notified())
+            .await
+            .expect("the first link's tasks end");
     }
 
     #[tokio::test]
     async fn a_replaced_link_is_reported_down_before_its_successor_is_up() {
         let (peers, recorder) = peers_of_node_1();
         let peer = member_of(2);
-        let (first_stream, _first_far) = connection().await;
-        peers.install(peer, first_stream);
-        let first = peers.link_to(peer).expect("the first link");
-        queue_frames(&first, 3);
+        let (first, _first_far) = link_with_frames(&peers, peer, 3).await;
         // The same member links again (its process was paused and its peers dialled it anew)
         // while the first link's tasks still run.
-        let (second_stream, _second_far) = connection().await;
-        peers.install(peer, second_stream);
-        let second = peers.link_to(peer).expect("the second link");
-        tokio::time::timeout(Duration::from_secs(10), recorder.closed.notified())
-            .await
-            .expect("the first link's tasks end");
+        let (second, _second_far) = link_with_frames(&peers, peer, 0).await;
+        wait_for_closed(&recorder).await;
 
         let events = recorder.events.lock();
         let order: Vec<String> = events
@@ -460,24 +469,18 @@ mod tests {
         // Frame numbers toward the member go on from the first link's.
         assert_eq!(second.frame_base, 3);
     }
+
     #[tokio::test]
     async fn frame_numbers_toward_a_member_that_left_and_came_back_go_on() {
         let (peers, recorder) = peers_of_node_1();
         let peer = member_of(2);
-        let (first_stream, _first_far) = connection().await;
-        peers.install(peer, first_stream);
-        let first = peers.link_to(peer).expect("the first link");
-        queue_frames(&first, 3);
+        let (first, _first_far) = link_with_frames(&peers, peer, 3).await;
         // The link breaks, then membership declares the member dead; the same incarnation comes
         // back (a paused process), and a write may still wait for frame 3 of the first link.
         first.close();
-        tokio::time::timeout(Duration::from_secs(10), recorder.closed.notified())
-            .await
-            .expect("the first link's tasks end");
+        wait_for_closed(&recorder).await;
         peers.member_down(peer);
-        let (second_stream, _second_far) = connection().await;
-        peers.install(peer, second_stream);
-        let second = peers.link_to(peer).expect("the second link");
+        let (second, _second_far) = link_with_frames(&peers, peer, 0).await;
         assert_eq!(second.frame_base, 3);
     }
 }
