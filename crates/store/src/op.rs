@@ -390,8 +390,11 @@ impl Op {
 
     /// Whether the primary must wait for its backups before answering, whatever the write mode:
     /// lock operations, and the compatibility locks (`SET … NX PX`, memcached `add` with an
-    /// expiry). A lock acknowledged before a backup has it could be lost by a failover and let a
-    /// second holder in; data writes may follow delayed-write, locks may not.
+    /// expiry, phpredis' compare-and-delete release). A lock acknowledged before a backup has it
+    /// could be lost by a failover and let a second holder in, and a release lost that way would
+    /// keep the session locked until the lock expires; data writes may follow delayed-write,
+    /// locks may not. (memcached's `delete` cannot be told from a data delete: it follows the
+    /// write mode.)
     pub fn requires_write_through(&self) -> bool {
         matches!(
             self,
@@ -403,6 +406,7 @@ impl Op {
                     expiry: SetExpiry::AtMs(_),
                     ..
                 }
+                | Op::DeleteIfEquals { .. }
         )
     }
 

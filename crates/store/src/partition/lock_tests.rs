@@ -816,6 +816,21 @@ fn lock_ops_and_compatibility_locks_require_write_through() {
         (set_op(SetCondition::IfAbsent, SetExpiry::Never), false),
         (set_op(SetCondition::Always, SetExpiry::AtMs(5)), false),
         (set_op(SetCondition::IfPresent, SetExpiry::AtMs(5)), false),
+        // phpredis' release script.
+        (
+            Op::DeleteIfEquals {
+                key: b("s1"),
+                value: b("secret"),
+            },
+            true,
+        ),
+        (
+            Op::Delete {
+                key: b("s1"),
+                cas_opt: None,
+            },
+            false,
+        ),
         (Op::Get { key: b("s1") }, false),
     ];
     for (op, expect) in cases {
