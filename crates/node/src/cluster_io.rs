@@ -358,6 +358,12 @@ impl MembershipObserver for Observer {
         view.sort_by_key(|member| member.member);
         io.engine.handle_view_agreement(membership.view_agreed());
         if view != self.last_view {
+            // The engine first: it releases what it holds for the members that left, and then
+            // their links close. The other order would let a link that is installed in
+            // between (a dial or an accept completing) be brought up in the engine and then
+            // released by the view change while it stays open: its acknowledgements would
+            // count for nothing until it closed.
+            io.engine.handle_view(view.clone(), now_ms);
             for member in &self.last_view {
                 if !view.iter().any(|current| current.member == member.member) {
                     io.peers.member_down(member.member);
@@ -377,7 +383,6 @@ impl MembershipObserver for Observer {
                     io.peers.member_up(member, info.addresses.peer);
                 }
             }
-            io.engine.handle_view(view.clone(), now_ms);
             self.last_view = view;
         }
         let gate_open = io.engine.accepts_operations();
