@@ -40,6 +40,9 @@ pub(crate) struct Peers {
     /// incarnation (a paused process) must not find its new link numbering from 0 while a
     /// write still waits for a number of the old one (one entry per node name ever linked).
     last_frame_numbers: Mutex<HashMap<NodeId, u64>>,
+    /// Held for the whole of `install`: two links to one node installed at once (a dial and an
+    /// accept, or two dials) would otherwise interleave their downs and ups.
+    installing: Mutex<()>,
     runtime: tokio::runtime::Handle,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -65,6 +68,7 @@ impl Peers {
             wanted: Mutex::new(HashMap::new()),
             handler: OnceLock::new(),
             last_frame_numbers: Mutex::new(HashMap::new()),
+            installing: Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             tasks,
             shutdown,
@@ -318,6 +322,7 @@ impl Peers {
         let Some(handler) = self.handler.get().cloned() else {
             return;
         };
+        let _installing = self.installing.lock();
         // The link is registered and announced before its reader starts, so whatever the handler
         // sends on link-up (a table request) is queued first and every frame it receives finds
         // the link known.
