@@ -196,7 +196,8 @@ fn wait_reason_text(reason: cluster::engine::WaitReason) -> &'static str {
     }
 }
 
-async fn wait_for_change(changed: Pin<Box<Notified<'_>>>, deadline: Instant) {
+/// Waits until `changed` fires, `deadline`, or `RETRY_INTERVAL` from now, whichever comes first.
+pub(crate) async fn wait_for_change(changed: Pin<Box<Notified<'_>>>, deadline: Instant) {
     let until = deadline.min(Instant::now() + RETRY_INTERVAL);
     tokio::select! {
         () = changed => {}

@@ -6,6 +6,7 @@
 //! left), and a relayed lock operation is not counted in the relay latency metrics, whose
 //! buckets are for operations that do not wait on purpose.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,7 @@ use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::{Attempt, LockManager, WaiterOutcome};
-use crate::router::{RELAY_DEADLINE, relay};
-
-/// How long to wait before trying again when nothing announces a change (the router's).
-const RETRY_INTERVAL: Duration = Duration::from_millis(50);
+use crate::router::{RELAY_DEADLINE, relay, wait_for_change};
 
 /// The wait an operation asks for, in ms (only acquisitions wait).
 fn wait_ms_of(op: &Op) -> u64 {
@@ -88,12 +86,11 @@ async fn follow(
     let notify = io.host().partition_notify(partition);
     let key = op.key().cloned().unwrap_or_default();
     let mut attempt = first;
+    // Registered before the look that produced `attempt`, or `None` when that look came first:
+    // a failure of the first look is followed by a fresh look at once, as in the router.
+    let mut changed_opt: Option<Pin<Box<Notified<'_>>>> = None;
     let mut last_problem;
     loop {
-        // Registered before the next look at the engine, so a change in between is not missed.
-        let changed = notify.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
         let remaining_wait_ms = || {
             u64::try_from(
                 wait_deadline
@@ -102,7 +99,8 @@ async fn follow(
             )
             .unwrap_or(u64::MAX)
         };
-        match attempt {
+        // Until when to wait for the partition to change before the next look, if at all.
+        let wait_until_opt = match attempt {
             Attempt::Executed(executed) => return manager.confirm(&key, executed).await,
             Attempt::Queued(receiver_opt) => {
                 let outcome = match receiver_opt {
@@ -115,7 +113,10 @@ async fn follow(
                     }
                     Some(WaiterOutcome::TimedOut) => return Reply::Nil,
                     // Moved, or the manager dropped the queue: try again where it lives now.
-                    Some(WaiterOutcome::Reroute) | None => last_problem = "the primary moved",
+                    Some(WaiterOutcome::Reroute) | None => {
+                        last_problem = "the primary moved";
+                        None
+                    }
                 }
             }
             Attempt::Forward(primary) => {
@@ -130,32 +131,39 @@ async fn follow(
                         if waited_ms > 0 && remaining_wait_ms() > 0 =>
                     {
                         last_problem = "the primary could not queue the request";
-                        wait_for_change(changed, wait_deadline).await;
+                        Some(wait_deadline)
                     }
                     Ok(RelayResult::Reply(reply)) => return reply,
                     Ok(RelayResult::NotPrimary { record }) => {
                         last_problem = "the primary moved";
                         match record {
+                            // A newer record: retry at once where it points.
                             Some(record) => {
-                                io.engine.learn_record(partition, record, io.clock.now_ms())
+                                io.engine.learn_record(partition, record, io.clock.now_ms());
+                                None
                             }
-                            None => wait_for_change(changed, deadline).await,
+                            None => Some(deadline),
                         }
                     }
                     Ok(RelayResult::Unavailable { .. }) => {
                         last_problem = "the primary could not take the request";
-                        wait_for_change(changed, deadline).await;
+                        Some(deadline)
                     }
                     Err(problem) => {
                         last_problem = problem;
-                        wait_for_change(changed, deadline).await;
+                        Some(deadline)
                     }
                 }
             }
             Attempt::Wait(_) => {
                 last_problem = "its primary is changing";
-                wait_for_change(changed, deadline).await;
+                Some(deadline)
             }
+        };
+        if let Some(until) = wait_until_opt
+            && let Some(changed) = changed_opt.take()
+        {
+            wait_for_change(changed, until.into_std()).await;
         }
         if Instant::now() >= deadline {
             return Reply::Error(StoreError::PartitionUnavailable {
@@ -163,16 +171,12 @@ async fn follow(
                 reason: last_problem.to_string(),
             });
         }
+        // Registered before the next look at the engine, so a change in between is not missed.
+        let mut changed = Box::pin(notify.notified());
+        changed.as_mut().enable();
+        changed_opt = Some(changed);
         let retry = with_wait_ms(&op, remaining_wait_ms());
         attempt = manager.attempt(partition, db, retry, None);
-    }
-}
-
-async fn wait_for_change(changed: std::pin::Pin<&mut Notified<'_>>, deadline: Instant) {
-    let until = deadline.min(Instant::now() + RETRY_INTERVAL);
-    tokio::select! {
-        () = changed => {}
-        () = tokio::time::sleep_until(until) => {}
     }
 }
 
