@@ -153,11 +153,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub partitions: Option<u32>,
 
-    /// Interval between heartbeats to each peer in milliseconds [default: 100].
+    /// Interval between heartbeats to each peer in milliseconds, 10 to 10000 [default: 100].
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
 
-    /// Phi-accrual threshold above which a silent peer is declared dead [default: 8].
+    /// Phi-accrual threshold above which a silent peer is declared dead, 1 to 30 [default: 8].
     #[arg(long, value_name = "PHI")]
     pub phi_threshold: Option<f64>,
 
@@ -394,8 +394,10 @@ impl RunArgs {
             config.heartbeat_interval_ms = interval;
         }
         if let Some(phi) = self.phi_threshold {
-            if !(1.0..=50.0).contains(&phi) {
-                bail!("--phi-threshold must be between 1 and 50, got {phi}");
+            // The membership's own bound (`MembershipConfig::validate`), checked here so that
+            // the error names the flag.
+            if !(1.0..=30.0).contains(&phi) {
+                bail!("--phi-threshold must be between 1 and 30, got {phi}");
             }
             config.phi_threshold = phi;
         }
@@ -563,6 +565,8 @@ mod tests {
             (&["--backups", "9"][..], "--backups"),
             (&["--client", "nowhere"][..], "--client"),
             (&["--allow", "10.0.0.0/99"][..], "--allow"),
+            (&["--phi-threshold", "40"][..], "--phi-threshold"),
+            (&["--heartbeat-interval-ms", "5"][..], "--heartbeat-interval-ms"),
         ] {
             let error = parse(args).into_node_config().unwrap_err();
             assert!(format!("{error:#}").contains(flag), "{args:?}: {error:#}");
