@@ -566,7 +566,10 @@ mod tests {
             (&["--client", "nowhere"][..], "--client"),
             (&["--allow", "10.0.0.0/99"][..], "--allow"),
             (&["--phi-threshold", "40"][..], "--phi-threshold"),
-            (&["--heartbeat-interval-ms", "5"][..], "--heartbeat-interval-ms"),
+            (
+                &["--heartbeat-interval-ms", "5"][..],
+                "--heartbeat-interval-ms",
+            ),
         ] {
             let error = parse(args).into_node_config().unwrap_err();
             assert!(format!("{error:#}").contains(flag), "{args:?}: {error:#}");
