@@ -84,6 +84,7 @@ fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_sta
         .iter()
         .map(|node| metric(node, "scd_failover_marked_sessions_total"))
         .sum();
+    let info_marked_before: u64 = nodes[..2].iter().map(info_marked_sessions).sum();
     let killed_at = Instant::now();
     nodes[2].kill9();
     cluster::wait_until_settled(&[&nodes[0], &nodes[1]], SETTLE_TIMEOUT);
@@ -175,6 +176,16 @@ fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_sta
             ));
         }
     }
+    // INFO reads the engine's count at once.
+    let info_marked: u64 =
+        survivors.iter().map(info_marked_sessions).sum::<u64>() - info_marked_before;
+    if info_marked < on_killed.len() as u64 {
+        problems.push(format!(
+            "INFO replication of the survivors counts {info_marked} keys marked at promotion, \
+             fewer than the {} quiet keys of node-3",
+            on_killed.len()
+        ));
+    }
     // Metrics are published on an interval: wait for the count rather than read it once.
     let marked_now = || -> f64 {
         survivors
@@ -201,4 +212,15 @@ fn delayed_write_loses_only_the_lag_window_on_a_kill_and_marks_promoted_keys_sta
         problems.len(),
         problems.join("\n  ")
     );
+}
+
+/// `scd_failover_marked_sessions` of `node`'s `INFO replication`.
+fn info_marked_sessions(node: &Scd) -> u64 {
+    let info: String = call(&mut connect(node, 0), &["INFO", "replication"]);
+    info.lines()
+        .find_map(|line| line.strip_prefix("scd_failover_marked_sessions:"))
+        .expect("INFO replication has scd_failover_marked_sessions")
+        .trim()
+        .parse()
+        .expect("a count")
 }

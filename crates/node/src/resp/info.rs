@@ -168,13 +168,16 @@ fn stats(state: &NodeState, text: &mut String) {
 }
 
 fn replication(state: &NodeState, text: &mut String) {
+    let engine = state.io.engine.stats();
     let _ = write!(
         text,
         "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nscd_backups:{}\r\nscd_write_mode:{}\r\n\
-         scd_max_lag_ms:{}\r\n",
+         scd_max_lag_ms:{}\r\nscd_promotions:{}\r\nscd_failover_marked_sessions:{}\r\n",
         state.config.backups,
         state.config.write_mode.as_str(),
         state.config.max_lag_ms,
+        engine.promotions,
+        engine.failover_marked_keys,
     );
 }
 
