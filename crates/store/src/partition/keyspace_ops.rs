@@ -353,6 +353,9 @@ impl Partition {
         type_filter: Option<ValueType>,
         now_ms: u64,
     ) -> ScanPage {
+        // Redis treats a lone `*` as no pattern at all, so it lists the empty key too, which
+        // `*` alone does not match (`glob_match`).
+        let pattern = pattern.filter(|pattern| *pattern != b"*");
         let mut keys = Vec::new();
         let Some(buckets) = self.keyspace.dbs.get(usize::from(db)) else {
             return ScanPage {

@@ -1129,6 +1129,28 @@ fn keys_dbsize_and_flush_work_per_database() {
 }
 
 #[test]
+fn a_lone_star_lists_the_empty_key_as_redis_does() {
+    let store = store();
+    let mut partition = store.partition(0);
+    for key in ["", "k"] {
+        partition.execute(0, set(key, "v"), NOW_MS);
+    }
+    let keys_of = |partition: &mut super::Partition, pattern: &str| {
+        let Reply::Array(mut keys) = partition
+            .execute(0, Op::Keys { pattern: b(pattern) }, NOW_MS)
+            .reply
+        else {
+            panic!("keys replies an array");
+        };
+        keys.sort_by_key(|reply| format!("{reply:?}"));
+        keys
+    };
+    assert_eq!(keys_of(&mut partition, "*"), vec![bulk(""), bulk("k")]);
+    // Any other pattern follows `stringmatchlen`, where `*` needs a byte to start on.
+    assert_eq!(keys_of(&mut partition, "**"), vec![bulk("k")]);
+}
+
+#[test]
 fn writes_that_grow_memory_past_the_limit_are_refused_but_deletes_and_shrinks_work() {
     let store = store_with(|config| config.max_memory_bytes = 4_000);
     let value = "x".repeat(1_000);
