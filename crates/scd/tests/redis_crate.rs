@@ -864,6 +864,9 @@ fn command_config_time_and_dbsize_answer_as_redis_does() {
         let config: HashMap<String, String> = run(c, &["CONFIG", "GET", "max*"]);
         assert!(config.contains_key("maxclients"), "{config:?}");
         assert!(config.len() >= 2, "{config:?}");
+        // Names match regardless of case, as in Redis.
+        let upper: HashMap<String, String> = run(c, &["CONFIG", "GET", "MAX*"]);
+        assert_eq!(upper, config);
         let none: HashMap<String, String> = run(c, &["CONFIG", "GET", "no-such-setting"]);
         assert!(none.is_empty());
 

@@ -744,6 +744,11 @@ fn server(
         }
         ServerCommand::ConfigGet { patterns } => {
             let settings = super::info::config_settings(state);
+            // Redis matches setting names regardless of case; they are all lowercase.
+            let patterns: Vec<Vec<u8>> = patterns
+                .iter()
+                .map(|pattern| pattern.to_ascii_lowercase())
+                .collect();
             let matching: Vec<&(&str, String)> = settings
                 .iter()
                 .filter(|(name, _)| {
