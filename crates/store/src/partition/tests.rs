@@ -1137,7 +1137,13 @@ fn a_lone_star_lists_the_empty_key_as_redis_does() {
     }
     let keys_of = |partition: &mut super::Partition, pattern: &str| {
         let Reply::Array(mut keys) = partition
-            .execute(0, Op::Keys { pattern: b(pattern) }, NOW_MS)
+            .execute(
+                0,
+                Op::Keys {
+                    pattern: b(pattern),
+                },
+                NOW_MS,
+            )
             .reply
         else {
             panic!("keys replies an array");
