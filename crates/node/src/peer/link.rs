@@ -21,6 +21,10 @@ pub(crate) const FRAME_BYTES_MAX: usize = cluster::wire::FRAME_LEN_MAX;
 pub(crate) const QUEUED_BYTES_MAX: usize = 256 << 20;
 /// Size of the frame length prefix (`cluster::wire::FRAME_HEADER_LEN`).
 const LENGTH_PREFIX_BYTES: usize = cluster::wire::FRAME_HEADER_LEN;
+/// Frames handled from one read before the batch is ended early (and the task yields, so the
+/// acknowledgement leaves): a peer whose write-through writes wait for it should not wait
+/// until a large read has been worked through.
+const FRAMES_PER_BATCH_MAX: usize = 32;
 
 /// What a link delivers to the node.
 pub(crate) trait FrameHandler: Send + Sync + 'static {
@@ -30,7 +34,8 @@ pub(crate) trait FrameHandler: Send + Sync + 'static {
     /// queued them. The handler calls `Link::count_numbered_frame` for every frame but
     /// acknowledgements (`Link::count_answered_frame` for relayed requests and their responses).
     fn on_frame(&self, link: &Arc<Link>, payload: Bytes);
-    /// Every frame of one read has been delivered (the place to acknowledge them).
+    /// The frames of one read have been delivered, or `FRAMES_PER_BATCH_MAX` of them (the
+    /// place to acknowledge them).
     fn on_batch_end(&self, link: &Arc<Link>);
     /// The link carries nothing more. Called once per link (through [`Link::report_down`]),
     /// and before the `on_link_up` of a link that replaces it: the node then hears of one link
@@ -267,8 +272,13 @@ async fn read_loop(
                 "peer closed the link",
             ));
         }
-        let mut delivered = false;
+        let mut delivered = 0_usize;
         while input.len() >= LENGTH_PREFIX_BYTES {
+            if delivered == FRAMES_PER_BATCH_MAX {
+                handler.on_batch_end(link);
+                tokio::task::yield_now().await;
+                delivered = 0;
+            }
             // A closed link delivers nothing more, even frames already read: a frame handler
             // closes it on a malformed frame, and the frames behind that one must not be
             // handled as if it had not been there.
@@ -291,9 +301,9 @@ async fn read_loop(
             input.advance(LENGTH_PREFIX_BYTES);
             let payload = input.split_to(length).freeze();
             handler.on_frame(link, payload);
-            delivered = true;
+            delivered += 1;
         }
-        if delivered {
+        if delivered > 0 {
             handler.on_batch_end(link);
         }
         if input.is_empty() && input.capacity() > (4 << 20) {
@@ -312,6 +322,8 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         frames: Mutex<Vec<Bytes>>,
+        /// The number of frames delivered at each batch end.
+        batch_ends: Mutex<Vec<usize>>,
         closed: Notify,
     }
 
@@ -323,19 +335,22 @@ mod tests {
             }
             self.frames.lock().push(payload);
         }
-        fn on_batch_end(&self, _link: &Arc<Link>) {}
+        fn on_batch_end(&self, _link: &Arc<Link>) {
+            let delivered = self.frames.lock().len();
+            self.batch_ends.lock().push(delivered);
+        }
         fn on_link_down(&self, _link: &Arc<Link>) {}
         fn on_closed(&self, _link: &Arc<Link>) {
             self.closed.notify_one();
         }
     }
 
-    #[tokio::test]
-    async fn a_link_closed_by_a_frame_delivers_none_of_the_frames_read_behind_it() {
+    /// A link over a loopback connection reporting to a new recorder, and the far end.
+    async fn recorded_link() -> (Arc<Link>, Arc<Recorder>, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
+        let far = tokio::net::TcpStream::connect(listener.local_addr().expect("address"))
             .await
             .expect("connect");
         let (stream, _) = listener.accept().await.expect("accept");
@@ -352,13 +367,47 @@ mod tests {
             Arc::clone(&recorder) as Arc<dyn FrameHandler>,
             &tasks,
         );
-        // Three frames in one write, so one read takes them all.
+        (link, recorder, far)
+    }
+
+    /// `bodies` framed, in one buffer.
+    fn framed(bodies: &[&[u8]]) -> Vec<u8> {
         let mut bytes = Vec::new();
-        for body in [&b"one"[..], b"bad", b"two"] {
+        for body in bodies {
             bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
             bytes.extend_from_slice(body);
         }
-        peer.write_all(&bytes).await.expect("write");
+        bytes
+    }
+
+    #[tokio::test]
+    async fn a_large_read_is_acknowledged_every_few_frames_not_only_at_its_end() {
+        let (link, recorder, mut peer) = recorded_link().await;
+        let bodies: Vec<&[u8]> = vec![&b"f"[..]; FRAMES_PER_BATCH_MAX * 2 + 3];
+        // One write, so one read takes them all (a few KiB).
+        peer.write_all(&framed(&bodies)).await.expect("write");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while recorder.frames.lock().len() < bodies.len() {
+            assert!(std::time::Instant::now() < deadline, "the frames arrive");
+            tokio::task::yield_now().await;
+        }
+        let expected = [
+            FRAMES_PER_BATCH_MAX,
+            FRAMES_PER_BATCH_MAX * 2,
+            FRAMES_PER_BATCH_MAX * 2 + 3,
+        ];
+        let batch_ends = recorder.batch_ends.lock().clone();
+        assert_eq!(batch_ends, expected);
+        link.close();
+    }
+
+    #[tokio::test]
+    async fn a_link_closed_by_a_frame_delivers_none_of_the_frames_read_behind_it() {
+        let (link, recorder, mut peer) = recorded_link().await;
+        // Three frames in one write, so one read takes them all.
+        peer.write_all(&framed(&[b"one", b"bad", b"two"]))
+            .await
+            .expect("write");
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
             recorder.closed.notified(),
