@@ -39,9 +39,8 @@ impl<T: Send + 'static> Pending<T> {
     }
 
     /// All values in order: ready at once when every one is ready, else one future that awaits
-    /// them in order. An operation that ran on this node did so when its `Pending` was made, but
-    /// a relayed one sends its request only when it is first awaited, so the relayed parts of
-    /// the values are waited for one after another.
+    /// them in order. They make progress concurrently: an operation that runs on this node ran
+    /// when its `Pending` was made, and a relayed one sent its request then.
     pub(crate) fn join_all(pendings: Vec<Pending<T>>) -> Pending<Vec<T>> {
         if pendings
             .iter()

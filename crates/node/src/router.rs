@@ -14,6 +14,7 @@ use cluster::table::Member;
 use cluster::wire::{self, PeerMessage, RelayResult, SmallList};
 use store::{Op, Reply, StoreError};
 use tokio::sync::futures::Notified;
+use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::cluster_io::ClusterIo;
@@ -75,15 +76,33 @@ impl Router {
                     acknowledged(&io, partition, reply, &waits, deadline).await
                 }))
             }
-            first @ (Execution::Forward(_) | Execution::Wait { .. }) => {
-                let io = Arc::clone(&self.io);
-                let clock = Arc::clone(&self.clock);
-                Pending::Later(Box::pin(async move {
-                    route(&io, clock.as_ref(), partition, db, op, first).await
-                }))
+            Execution::Forward(primary) => {
+                // The request leaves now, with the other requests of the client's batch, and
+                // not when its reply is awaited: a pipeline of relayed commands is answered
+                // in one round trip, not one each.
+                let sent = send_relay(&self.io, primary, partition, db, op.clone());
+                self.route_later(partition, db, op, Step::Sent(sent))
             }
+            wait @ Execution::Wait { .. } => self.route_later(partition, db, op, Step::Look(wait)),
         }
     }
+
+    fn route_later(&self, partition: u32, db: u8, op: Op, first: Step) -> Pending<Reply> {
+        let io = Arc::clone(&self.io);
+        let clock = Arc::clone(&self.clock);
+        let deadline = Instant::now() + RELAY_DEADLINE;
+        Pending::Later(Box::pin(async move {
+            route(&io, clock.as_ref(), partition, db, op, first, deadline).await
+        }))
+    }
+}
+
+/// Where `route` goes on from.
+enum Step {
+    /// What the engine answered.
+    Look(Execution),
+    /// A relay already sent (or that could not be).
+    Sent(Result<SentRelay, &'static str>),
 }
 
 /// `reply` once the backups acknowledged what a write must wait for, or an `UNCONFIRMED`
@@ -105,9 +124,10 @@ pub(crate) async fn acknowledged(
     }
 }
 
-/// Follows the engine's answers until the operation ran somewhere or the deadline passed.
+/// Follows the engine's answers until the operation ran somewhere or `deadline` passed.
 ///
-/// `first` was looked up when the command was parsed, and a pipelined command is only polled
+/// `first` was looked up when the command was parsed (a relay it called for was sent then), and
+/// a pipelined command is only polled
 /// once the commands before it have been answered: by then its partition may have changed, and
 /// that change was signalled before anything here listened. So a failure on `first` is followed
 /// by a fresh look at once; only a look taken after registering for changes is followed by a
@@ -119,51 +139,56 @@ async fn route(
     partition: u32,
     db: u8,
     op: Op,
-    first: Execution,
+    first: Step,
+    deadline: Instant,
 ) -> Reply {
-    let deadline = Instant::now() + RELAY_DEADLINE;
     let notify = io.host().partition_notify(partition);
-    let mut execution = first;
-    // Registered before the look that produced `execution`, or `None` when that look came first.
+    let mut step = first;
+    // Registered before the look that produced `step`, or `None` when that look came first.
     let mut changed_opt: Option<Pin<Box<Notified<'_>>>> = None;
-    let mut last_problem;
     loop {
-        let wait = match execution {
-            Execution::Done(reply) => return reply,
-            Execution::AwaitAcks { reply, waits } => {
+        // A relay to await, or why there is none: the partition is between owners.
+        let sent = match step {
+            Step::Look(Execution::Done(reply)) => return reply,
+            Step::Look(Execution::AwaitAcks { reply, waits }) => {
                 return acknowledged(io, partition, reply, &waits, deadline).await;
             }
-            Execution::Forward(primary) => {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let started = Instant::now();
-                let outcome = relay(io, primary, partition, db, op.clone(), remaining).await;
+            Step::Look(Execution::Forward(primary)) => {
+                Ok(send_relay(io, primary, partition, db, op.clone()))
+            }
+            Step::Look(Execution::Wait { reason }) => Err(wait_reason_text(reason)),
+            Step::Sent(sent) => Ok(sent),
+        };
+        // Whether to wait for a change before the next look, and what went wrong.
+        let (wait, problem) = match sent {
+            Err(reason) => (true, reason),
+            Ok(sent) => {
+                let started = sent
+                    .as_ref()
+                    .map_or_else(|_| Instant::now(), |sent| sent.started);
+                let outcome = match sent {
+                    Ok(sent) => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        await_relay(io, sent, remaining).await
+                    }
+                    Err(problem) => Err(problem),
+                };
                 count_relay(io, started, &outcome);
                 match outcome {
                     Ok(RelayResult::Reply(reply)) => return reply,
-                    Ok(RelayResult::NotPrimary { record }) => {
-                        last_problem = "the primary moved";
-                        match record {
-                            // A newer record: retry at once where it points.
-                            Some(record) => {
-                                io.engine.learn_record(partition, record, clock.now_ms());
-                                false
-                            }
-                            None => true,
-                        }
+                    // A newer record: retry at once where it points.
+                    Ok(RelayResult::NotPrimary {
+                        record: Some(record),
+                    }) => {
+                        io.engine.learn_record(partition, record, clock.now_ms());
+                        (false, "the primary moved")
                     }
+                    Ok(RelayResult::NotPrimary { record: None }) => (true, "the primary moved"),
                     Ok(RelayResult::Unavailable { .. }) => {
-                        last_problem = "the primary could not take the request";
-                        true
+                        (true, "the primary could not take the request")
                     }
-                    Err(problem) => {
-                        last_problem = problem;
-                        true
-                    }
+                    Err(problem) => (true, problem),
                 }
-            }
-            Execution::Wait { reason } => {
-                last_problem = wait_reason_text(reason);
-                true
             }
         };
         if wait && let Some(changed) = changed_opt.take() {
@@ -172,14 +197,14 @@ async fn route(
         if Instant::now() >= deadline {
             return Reply::Error(StoreError::PartitionUnavailable {
                 partition,
-                reason: last_problem.to_string(),
+                reason: problem.to_string(),
             });
         }
         // Registered before the next look at the engine, so a change in between is not missed.
         let mut changed = Box::pin(notify.notified());
         changed.as_mut().enable();
         changed_opt = Some(changed);
-        execution = io.engine.execute(partition, db, op.clone(), clock.now_ms());
+        step = Step::Look(io.engine.execute(partition, db, op.clone(), clock.now_ms()));
     }
 }
 
@@ -219,17 +244,22 @@ fn count_relay(io: &ClusterIo, started: Instant, outcome: &Result<RelayResult, &
 /// Why a relay that got no answer in time failed.
 const RELAY_TIMED_OUT: &str = "the primary did not answer in time";
 
-/// Sends one `Request` to `primary` and waits at most `timeout` for its `Response`. The lock
-/// manager relays through this too; its relays wait as long as a lock waiter may, so they are
-/// not counted in the relay metrics.
-pub(crate) async fn relay(
+/// A `Request` queued on the link to its primary, whose `Response` is awaited.
+struct SentRelay {
+    id: u64,
+    answer: oneshot::Receiver<RelayResult>,
+    started: Instant,
+}
+
+/// Queues one `Request` to `primary` (nothing waits here).
+fn send_relay(
     io: &ClusterIo,
     primary: Member,
     partition: u32,
     db: u8,
     op: Op,
-    timeout: Duration,
-) -> Result<RelayResult, &'static str> {
+) -> Result<SentRelay, &'static str> {
+    let started = Instant::now();
     let link = io
         .peers
         .link_to(primary)
@@ -248,12 +278,40 @@ pub(crate) async fn relay(
         io.relays.forget(id);
         return Err("the link to the primary closed");
     }
-    match tokio::time::timeout(timeout, answer).await {
+    Ok(SentRelay {
+        id,
+        answer,
+        started,
+    })
+}
+
+/// Waits at most `timeout` for the `Response` to `sent`.
+async fn await_relay(
+    io: &ClusterIo,
+    sent: SentRelay,
+    timeout: Duration,
+) -> Result<RelayResult, &'static str> {
+    match tokio::time::timeout(timeout, sent.answer).await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(_)) => Err("the link to the primary closed"),
         Err(_) => {
-            io.relays.forget(id);
+            io.relays.forget(sent.id);
             Err(RELAY_TIMED_OUT)
         }
     }
+}
+
+/// Sends one `Request` to `primary` and waits at most `timeout` for its `Response`. The lock
+/// manager relays through this too; its relays wait as long as a lock waiter may, so they are
+/// not counted in the relay metrics.
+pub(crate) async fn relay(
+    io: &ClusterIo,
+    primary: Member,
+    partition: u32,
+    db: u8,
+    op: Op,
+    timeout: Duration,
+) -> Result<RelayResult, &'static str> {
+    let sent = send_relay(io, primary, partition, db, op)?;
+    await_relay(io, sent, timeout).await
 }
