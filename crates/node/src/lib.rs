@@ -145,6 +145,7 @@ pub async fn run_with_clock(
         io,
         locks,
         memcached: Arc::default(),
+        scripts: Default::default(),
         config,
         addresses,
         clock,

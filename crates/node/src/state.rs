@@ -140,6 +140,8 @@ pub(crate) struct NodeState {
     pub(crate) locks: Arc<crate::locks::LockManager>,
     /// The memcached front end's counters and pending delayed flush.
     pub(crate) memcached: Arc<crate::memcached::NodeMemcached>,
+    /// The SHA1s EVALSHA answers for.
+    pub(crate) scripts: crate::resp::scripting::ScriptCache,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) command_stats: Arc<CommandStats>,
     pub(crate) counters: NodeCounters,

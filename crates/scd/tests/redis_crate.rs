@@ -98,6 +98,16 @@ fn check_int(connection: &mut Connection, args: &[&str], expect: i64) {
 }
 
 #[track_caller]
+/// Lowercase hexadecimal SHA1 of a script's text, as Redis and node-redis name scripts.
+fn sha1_hex(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes());
+    digest
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 fn check_text(connection: &mut Connection, args: &[&str], expect: Option<&str>) {
     let actual: Option<String> = run(connection, args);
     assert_eq!(actual.as_deref(), expect, "{args:?}");
@@ -744,7 +754,34 @@ fn phpredis_lock_release_script_runs_by_sha1_and_by_text() {
             ],
         );
         assert_eq!(known, vec![1, 0]);
+        // A spelling variant is named by the SHA1 of its own text, as Redis names it, until
+        // SCRIPT FLUSH; the canonical script is built in and stays.
+        let variant = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+        let variant_sha1 = sha1_hex(variant);
+        assert_ne!(variant_sha1, sha);
+        check_error(
+            c,
+            &["EVALSHA", &variant_sha1, "1", "sid_LOCK", "x"],
+            "NOSCRIPT No matching script. Please use EVAL.",
+        );
+        check_text(c, &["SCRIPT", "LOAD", variant], Some(&variant_sha1));
+        check_text(
+            c,
+            &["SET", "sid_LOCK", "secret-4", "NX", "PX", "30000"],
+            Some("OK"),
+        );
+        check_int(
+            c,
+            &["EVALSHA", &variant_sha1, "1", "sid_LOCK", "secret-4"],
+            1,
+        );
         check_text(c, &["SCRIPT", "FLUSH"], Some("OK"));
+        check_error(
+            c,
+            &["EVALSHA", &variant_sha1, "1", "sid_LOCK", "x"],
+            "NOSCRIPT No matching script. Please use EVAL.",
+        );
+        check_int(c, &["EVALSHA", sha, "1", "sid_LOCK", "x"], 0);
         // Other scripts get an error that says what is supported.
         let error = run_error(c, &["EVAL", "return redis.call('get', KEYS[1])", "1", "k"]);
         assert!(error.starts_with("ERR "), "{error}");
@@ -757,7 +794,11 @@ fn phpredis_lock_release_script_runs_by_sha1_and_by_text() {
             &["EVALSHA", "0000000000000000000000000000000000000000", "0"],
             "NOSCRIPT No matching script. Please use EVAL.",
         );
-        let error = run_error(c, &["EVALSHA", sha, "2", "a", "b", "c"]);
+        // Keys and arguments beyond the ones the script reads are ignored, as by Lua; too few
+        // are refused.
+        check_text(c, &["SET", "a", "c"], Some("OK"));
+        check_int(c, &["EVALSHA", sha, "2", "a", "b", "c", "d"], 1);
+        let error = run_error(c, &["EVALSHA", sha, "1", "a"]);
         assert!(error.contains("takes 1 key"), "{error}");
     });
 }

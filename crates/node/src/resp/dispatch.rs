@@ -484,14 +484,14 @@ fn scripting(
 ) -> Dispatched {
     let mut encoder = ReplyEncoder::new(out, protocol);
     match command {
-        ScriptingCommand::Eval(call) => match NativeScript::from_text(&call.script_or_sha1) {
-            Some(script) => run_script(state, db, script, call, &mut encoder),
+        ScriptingCommand::Eval(call) => match state.scripts.recognise(&call.script_or_sha1) {
+            Some((script, _)) => run_script(state, db, script, call, &mut encoder),
             None => {
                 encoder.error(scripting::unsupported_script_error(&call.script_or_sha1));
                 Dispatched::Written
             }
         },
-        ScriptingCommand::EvalSha(call) => match NativeScript::from_sha1(&call.script_or_sha1) {
+        ScriptingCommand::EvalSha(call) => match state.scripts.find(&call.script_or_sha1) {
             Some(script) => run_script(state, db, script, call, &mut encoder),
             None => {
                 encoder.error("NOSCRIPT No matching script. Please use EVAL.");
@@ -499,10 +499,9 @@ fn scripting(
             }
         },
         ScriptingCommand::ScriptLoad { script } => {
-            match NativeScript::from_text(&script) {
-                // Redis names a script by the SHA1 of its text. scd recognises EVALSHA by the
-                // canonical SHA1 only, so it hands back that one: the client sends what it is given.
-                Some(native) => encoder.bulk(native.sha1_hex()),
+            match state.scripts.recognise(&script) {
+                // Redis names a script by the SHA1 of its text; a variant's is remembered.
+                Some((_, sha1)) => encoder.bulk(sha1),
                 None => encoder.error(scripting::unsupported_script_error(&script)),
             }
             Dispatched::Written
@@ -510,12 +509,13 @@ fn scripting(
         ScriptingCommand::ScriptExists { sha1s } => {
             encoder.array_header(sha1s.len());
             for sha1 in &sha1s {
-                encoder.integer(i64::from(NativeScript::from_sha1(sha1).is_some()));
+                encoder.integer(i64::from(state.scripts.find(sha1).is_some()));
             }
             Dispatched::Written
         }
         ScriptingCommand::ScriptFlush { .. } => {
-            // The native scripts are built in; there is no cache to empty.
+            // The canonical scripts are built in and stay; the variants' SHA1s are forgotten.
+            state.scripts.flush();
             encoder.ok();
             Dispatched::Written
         }
@@ -530,7 +530,8 @@ fn run_script(
     encoder: &mut ReplyEncoder<'_>,
 ) -> Dispatched {
     let (num_keys, num_args) = script.arity();
-    if call.keys().len() != num_keys || call.args().len() != num_args {
+    // Like the Lua it stands for, a script ignores keys and arguments beyond the ones it reads.
+    if call.keys().len() < num_keys || call.args().len() < num_args {
         encoder.error(format!(
             "ERR scd's native script '{}' takes {num_keys} key(s) and {num_args} argument(s), got {} and {}",
             script.canonical_text(),

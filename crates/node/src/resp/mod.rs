@@ -4,7 +4,7 @@ pub(crate) mod conn;
 mod dispatch;
 mod info;
 mod reply;
-mod scripting;
+pub(crate) mod scripting;
 pub(crate) mod session;
 
 pub(crate) use info::{rss_bytes, used_memory_bytes};

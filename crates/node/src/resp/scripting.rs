@@ -3,6 +3,9 @@
 //! recognises by SHA1 or by text and runs as one atomic store operation. Any other script gets an
 //! error that names what is supported.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use bytes::Bytes;
 
 /// What a recognised script does.
@@ -53,6 +56,59 @@ impl NativeScript {
         NativeScript::ALL
             .into_iter()
             .find(|script| script.sha1_hex().as_bytes().eq_ignore_ascii_case(sha1))
+    }
+}
+
+/// How many SHA1s of spelling variants a node remembers. A variant's SHA1 is its own text's, as
+/// Redis names it; clients that computed it themselves (node-redis) send it with EVALSHA. Past
+/// the bound the cache is emptied, as by SCRIPT FLUSH: a forgotten SHA1 costs its client one
+/// `NOSCRIPT` and a fall-back to EVAL, which registers it again.
+pub(crate) const SCRIPT_VARIANTS_MAX: usize = 1024;
+
+/// The scripts a node answers EVALSHA for: the canonical texts' SHA1s always (they are built in,
+/// so no node of a cluster needs a SCRIPT LOAD first), and the SHA1s of the spelling variants
+/// loaded with SCRIPT LOAD or run with EVAL on this node until SCRIPT FLUSH.
+#[derive(Debug, Default)]
+pub(crate) struct ScriptCache {
+    /// Lowercase hexadecimal SHA1 of a variant's text, and what it does.
+    variants: Mutex<HashMap<String, NativeScript>>,
+}
+
+impl ScriptCache {
+    /// The script EVALSHA, SCRIPT EXISTS name by `sha1` (either case of hex digits).
+    pub(crate) fn find(&self, sha1: &[u8]) -> Option<NativeScript> {
+        NativeScript::from_sha1(sha1).or_else(|| {
+            let sha1 = std::str::from_utf8(sha1).ok()?.to_ascii_lowercase();
+            self.lock().get(&sha1).copied()
+        })
+    }
+
+    /// The script of a text given to EVAL or SCRIPT LOAD, and the SHA1 of that text; a
+    /// variant's SHA1 is remembered so that EVALSHA finds it.
+    pub(crate) fn recognise(&self, text: &[u8]) -> Option<(NativeScript, String)> {
+        let script = NativeScript::from_text(text)?;
+        if text == script.canonical_text().as_bytes() {
+            return Some((script, script.sha1_hex()));
+        }
+        let sha1 = sha1_hex(text);
+        let mut variants = self.lock();
+        if variants.len() >= SCRIPT_VARIANTS_MAX && !variants.contains_key(&sha1) {
+            variants.clear();
+        }
+        variants.insert(sha1.clone(), script);
+        Some((script, sha1))
+    }
+
+    /// SCRIPT FLUSH: forgets the variants; the canonical scripts stay.
+    pub(crate) fn flush(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, NativeScript>> {
+        // A panic while the map was held left it whole: every update is one insert or clear.
+        self.variants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -135,6 +191,52 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_variant_is_found_by_the_sha1_of_its_own_text_until_flushed() {
+        let cache = ScriptCache::default();
+        let canonical = NativeScript::CompareAndDelete;
+        let variant = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+        let variant_sha1 = sha1_hex(variant.as_bytes());
+        assert_ne!(variant_sha1, canonical.sha1_hex());
+        assert_eq!(cache.find(variant_sha1.as_bytes()), None);
+        assert_eq!(
+            cache.recognise(variant.as_bytes()),
+            Some((canonical, variant_sha1.clone()))
+        );
+        assert_eq!(
+            cache.find(variant_sha1.to_ascii_uppercase().as_bytes()),
+            Some(canonical)
+        );
+        assert_eq!(
+            cache.recognise(canonical.canonical_text().as_bytes()),
+            Some((canonical, canonical.sha1_hex()))
+        );
+        assert_eq!(cache.recognise(b"return 1"), None);
+        cache.flush();
+        assert_eq!(cache.find(variant_sha1.as_bytes()), None);
+        assert_eq!(cache.find(canonical.sha1_hex().as_bytes()), Some(canonical));
+    }
+
+    #[test]
+    fn the_variant_cache_is_bounded() {
+        let cache = ScriptCache::default();
+        let variant = |n: usize| {
+            format!(
+                "if redis.call('get',KEYS[1]) == ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end{}",
+                " ".repeat(n)
+            )
+        };
+        for n in 1..=SCRIPT_VARIANTS_MAX {
+            assert!(cache.recognise(variant(n).as_bytes()).is_some());
+        }
+        assert_eq!(cache.lock().len(), SCRIPT_VARIANTS_MAX);
+        let (_, last) = cache
+            .recognise(variant(SCRIPT_VARIANTS_MAX + 1).as_bytes())
+            .expect("a variant");
+        assert_eq!(cache.lock().len(), 1);
+        assert!(cache.find(last.as_bytes()).is_some());
     }
 
     #[test]
