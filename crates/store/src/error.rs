@@ -109,6 +109,17 @@ pub enum StoreError {
         /// The limit.
         max_lock_owner_bytes: usize,
     },
+    /// A lock lease or wait longer than `LOCK_LEASE_MS_MAX` or `LOCK_WAIT_MS_MAX` (only a peer
+    /// can send one: `SCD.LOCK` refuses it when it parses). State unchanged.
+    #[error("lock {what} of {ms} ms is longer than the maximum of {max_ms} ms")]
+    LockTimeTooLong {
+        /// "lease" or "wait".
+        what: String,
+        /// What was asked for.
+        ms: u64,
+        /// The limit.
+        max_ms: u64,
+    },
     /// Not raised by the store itself: the primary's queue of waiters for this lock is full.
     /// Nothing was queued and the lock is unchanged.
     #[error("too many waiters for this lock (max-lock-waiters-per-key {max_lock_waiters_per_key})")]
@@ -185,6 +196,7 @@ impl StoreError {
             StoreError::Unconfirmed { .. } => format!("UNCONFIRMED {self}"),
             StoreError::Fenced { .. } => format!("FENCED {self}"),
             StoreError::LockOwnerTooLong { .. }
+            | StoreError::LockTimeTooLong { .. }
             | StoreError::TooManyLockWaiters { .. }
             | StoreError::TooManyLockWaitersInTotal { .. } => format!("ERR {self}"),
         }

@@ -30,7 +30,7 @@ mod version;
 pub use config::{MAX_NUM_PARTITIONS, StoreConfig};
 pub use error::StoreError;
 pub use glob::glob_match;
-pub use lock::{LOCK_OWNER_MAX_BYTES, LockHolder, LockMode};
+pub use lock::{LOCK_LEASE_MS_MAX, LOCK_OWNER_MAX_BYTES, LOCK_WAIT_MS_MAX, LockHolder, LockMode};
 pub use op::{
     ConcatSide, CounterDirection, CounterInitial, ExpireCondition, ExpireTarget, Mutations, Op,
     Outcome, Reply, ScanPage, SetCondition, SetExpiry, TimeUnit,

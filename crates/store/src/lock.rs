@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 /// or a client's own id), and each is stored with its lock and replicated.
 pub const LOCK_OWNER_MAX_BYTES: usize = 256;
 
+/// The longest lease a lock may be granted or renewed for, ms (one day). `SCD.LOCK` refuses more
+/// when it parses; the store refuses it from any other source (a peer's relay).
+pub const LOCK_LEASE_MS_MAX: u64 = 86_400_000;
+
+/// The longest an acquisition may queue for a lock, ms (ten minutes); bounded like the lease.
+pub const LOCK_WAIT_MS_MAX: u64 = 600_000;
+
 /// The first byte of an encoded lock value: the layout version, so a later layout can be told
 /// apart from this one.
 const LOCK_VALUE_FORMAT: u8 = 1;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::{
-    ExportCursor, LOCK_DATABASE, LOCK_OWNER_MAX_BYTES, LockHolder, LockMode, Op, Reply,
-    SetCondition, SetExpiry, Store, StoreConfig, StoreError,
+    ExportCursor, LOCK_DATABASE, LOCK_LEASE_MS_MAX, LOCK_OWNER_MAX_BYTES, LOCK_WAIT_MS_MAX,
+    LockHolder, LockMode, Op, Reply, SetCondition, SetExpiry, Store, StoreConfig, StoreError,
 };
 
 const NOW_MS: u64 = 1_000_000;
@@ -552,6 +552,55 @@ fn an_owner_id_longer_than_the_limit_is_refused_and_nothing_is_stored() {
         },
         NOW_MS,
     );
+    assert!(matches!(outcome.reply, Reply::LockGranted { .. }));
+}
+
+#[test]
+fn a_lease_or_wait_beyond_its_bound_is_refused_and_nothing_is_stored() {
+    // Only a peer can send these (SCD.LOCK's parser bounds both): a clear error, not an
+    // overflowing deadline.
+    let store = store_for_node(1);
+    let acquire_with = |lease_ms, wait_ms| Op::LockAcquire {
+        key: b("s1"),
+        owner: b("w"),
+        mode: LockMode::Lease,
+        lease_ms,
+        wait_ms,
+    };
+    let too_long = |what: &str, ms, max_ms| {
+        Reply::Error(StoreError::LockTimeTooLong {
+            what: what.to_string(),
+            ms,
+            max_ms,
+        })
+    };
+    for (op, expected) in [
+        (
+            acquire_with(u64::MAX, 0),
+            too_long("lease", u64::MAX, LOCK_LEASE_MS_MAX),
+        ),
+        (
+            acquire_with(100, LOCK_WAIT_MS_MAX + 1),
+            too_long("wait", LOCK_WAIT_MS_MAX + 1, LOCK_WAIT_MS_MAX),
+        ),
+        (
+            Op::LockRenew {
+                key: b("s1"),
+                token: 1,
+                lease_ms: LOCK_LEASE_MS_MAX + 1,
+            },
+            too_long("lease", LOCK_LEASE_MS_MAX + 1, LOCK_LEASE_MS_MAX),
+        ),
+    ] {
+        let outcome = store.partition(0).execute(0, op, NOW_MS);
+        assert_eq!(outcome.reply, expected);
+        assert!(outcome.mutations.is_empty());
+    }
+    assert_eq!(store.partition(0).num_locks(), 0);
+    let outcome =
+        store
+            .partition(0)
+            .execute(0, acquire_with(LOCK_LEASE_MS_MAX, LOCK_WAIT_MS_MAX), NOW_MS);
     assert!(matches!(outcome.reply, Reply::LockGranted { .. }));
 }
 

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use crate::store::Shared;
 use crate::value::{HashValue, Value};
 use crate::{
-    Change, EntryImage, LOCK_DATABASE, Mutation, Mutations, NUM_DATABASES, NUM_STORED_DATABASES,
-    Op, Outcome, Reply, StoreError, Version, scan_position_of,
+    Change, EntryImage, LOCK_DATABASE, LOCK_LEASE_MS_MAX, LOCK_WAIT_MS_MAX, Mutation, Mutations,
+    NUM_DATABASES, NUM_STORED_DATABASES, Op, Outcome, Reply, StoreError, Version, scan_position_of,
 };
 use buckets::{Buckets, shrink_if_sparse};
 
@@ -700,14 +700,22 @@ impl Partition {
                 owner,
                 mode,
                 lease_ms,
-                wait_ms: _,
-            } => self.lock_acquire(&key, owner, mode, lease_ms, now_ms),
+                wait_ms,
+            } => match lock_time_error("lease", lease_ms, LOCK_LEASE_MS_MAX)
+                .or_else(|| lock_time_error("wait", wait_ms, LOCK_WAIT_MS_MAX))
+            {
+                Some(error) => Outcome::error(error),
+                None => self.lock_acquire(&key, owner, mode, lease_ms, now_ms),
+            },
             Op::LockRelease { key, token } => self.lock_release(&key, token, now_ms),
             Op::LockRenew {
                 key,
                 token,
                 lease_ms,
-            } => self.lock_renew(&key, token, lease_ms, now_ms),
+            } => match lock_time_error("lease", lease_ms, LOCK_LEASE_MS_MAX) {
+                Some(error) => Outcome::error(error),
+                None => self.lock_renew(&key, token, lease_ms, now_ms),
+            },
             Op::LockInspect { key } => self.lock_inspect(&key, now_ms),
             Op::GuardedSet {
                 key,
@@ -861,6 +869,15 @@ impl Partition {
         );
         slots
     }
+}
+
+/// The error for a lock lease or wait of `ms` beyond `max_ms`, if it is.
+fn lock_time_error(what: &str, ms: u64, max_ms: u64) -> Option<StoreError> {
+    (ms > max_ms).then(|| StoreError::LockTimeTooLong {
+        what: what.to_string(),
+        ms,
+        max_ms,
+    })
 }
 
 #[cfg(test)]
