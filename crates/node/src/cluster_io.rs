@@ -279,6 +279,9 @@ impl FrameHandler for Frames {
         io.metrics.peer_connections_closed.inc();
         tracing::info!(peer = ?link.member, "peer link down");
         io.relays.fail_all_to(link.member);
+        if let Some(manager) = io.host().lock_manager.get().and_then(Weak::upgrade) {
+            manager.link_down(link.member);
+        }
         io.engine.handle_link_down(link.member, io.clock.now_ms());
         io.send_membership(MembershipCommand::PeerReset(link.member.id));
     }

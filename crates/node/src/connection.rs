@@ -125,6 +125,34 @@ pub(crate) async fn read_more(
 }
 
 /// Writes and empties `output`.
+/// Most bytes read ahead of the commands being run while a reply waits (see `client_gone`).
+const READ_AHEAD_MAX_BYTES: usize = 64 * 1024;
+
+/// Reads what the client sends while one of its replies waits, and resolves when the client
+/// closed the connection (or its sending half) or the read failed. A command that may wait
+/// minutes (`SCD.LOCK … WAIT`) is watched with it, so that a client that went away is noticed
+/// then and not when the wait ends: the connection's task ends, its queued acquisition leaves
+/// the queue and its `SESSION` locks are released. What is read is kept in `input` for the
+/// commands that follow; past `READ_AHEAD_MAX_BYTES` nothing more is read until they run.
+pub(crate) async fn client_gone(
+    tally: &mut ByteTally<'_>,
+    stream: &mut TcpStream,
+    input: &mut BytesMut,
+) {
+    loop {
+        if input.len() >= READ_AHEAD_MAX_BYTES {
+            return std::future::pending().await;
+        }
+        if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
+            input.reserve(READ_CHUNK_BYTES);
+        }
+        match stream.read_buf(input).await {
+            Ok(0) | Err(_) => return,
+            Ok(bytes) => tally.read(bytes),
+        }
+    }
+}
+
 pub(crate) async fn write_output(
     tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,

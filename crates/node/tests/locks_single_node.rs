@@ -365,3 +365,42 @@ async fn scd_stale_is_0_on_a_node_that_never_failed_over() {
         assert_eq!(stale, 0, "{key}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_closes_while_it_waits_leaves_the_queue_and_frees_its_session_locks() {
+    let node = TestNode::start_paused(|_| {}).await;
+    let mut holder = node.connect().await;
+    let mut observer = node.connect().await;
+    let held: i64 = run(&mut holder, &["SCD.LOCK", "wanted", "600000"]).await;
+    let worker = {
+        let address = node.client_addr;
+        tokio::spawn(async move {
+            let mut worker = connect(address).await;
+            let _: i64 = run(&mut worker, &["SCD.LOCK", "mine", "600000", "SESSION"]).await;
+            // Never answered: the task, and with it the connection, is dropped while it waits.
+            let _: Option<i64> = run(
+                &mut worker,
+                &[
+                    "SCD.LOCK", "wanted", "600000", "WAIT", "600000", "SESSION",
+                ],
+            )
+            .await;
+            panic!("the wait should not end while the lock is held");
+        })
+    };
+    wait_for_waiters(&mut observer, "wanted", 1).await;
+    assert!(lock_info(&mut observer, "mine").await.is_some());
+    worker.abort();
+    assert!(worker.await.expect_err("aborted").is_cancelled());
+    // Noticed while the wait lasts (ten minutes), not when it ends.
+    wait_until("the closed connection's SESSION lock is released", || {
+        let mut observer = observer.clone();
+        async move { lock_info(&mut observer, "mine").await.is_none() }
+    })
+    .await;
+    wait_for_waiters(&mut observer, "wanted", 0).await;
+    // The release grants the lock to nobody: it is free afterwards.
+    let released: i64 = run(&mut holder, &["SCD.UNLOCK", "wanted", &held.to_string()]).await;
+    assert_eq!(released, 1);
+    assert!(lock_info(&mut observer, "wanted").await.is_none());
+}

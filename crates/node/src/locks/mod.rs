@@ -29,13 +29,13 @@ mod signals;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster::engine::{Execution, Host, WaitReason};
 use cluster::table::Member;
-use cluster::wire::{PeerMessage, RelayResult, SmallList};
+use cluster::wire::{PeerMessage, RelayResult, SmallList, UnavailableReason};
 use parking_lot::Mutex;
 use store::{LockMode, Op, Reply, StoreError};
 use tokio::sync::{Notify, oneshot};
@@ -179,6 +179,31 @@ struct State {
 }
 
 impl State {
+    /// Removes every queued waiter `leaves` picks (unanswered) and returns the keys whose
+    /// queues lost one.
+    fn remove_waiters(&mut self, leaves: impl Fn(&Waiter) -> bool) -> Vec<Bytes> {
+        let mut keys = Vec::new();
+        let mut removed_timers = Vec::new();
+        for (key, queue) in &mut self.queues {
+            let before = queue.waiters.len();
+            queue.waiters.retain(|waiter| {
+                let leaving = leaves(waiter);
+                if leaving {
+                    removed_timers.push(waiter.timeout);
+                }
+                !leaving
+            });
+            if queue.waiters.len() < before {
+                keys.push(key.clone());
+            }
+        }
+        self.num_waiters -= removed_timers.len();
+        for timer in removed_timers {
+            self.timers.remove(&timer);
+        }
+        keys
+    }
+
     fn add_timer(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.next_timer_seq += 1;
         let key = (at, self.next_timer_seq);
@@ -222,6 +247,9 @@ pub(crate) struct LockManager {
     /// Woken when a timer earlier than every other is armed.
     timers_changed: Notify,
     next_waiter_id: AtomicU64,
+    /// Relayed operations waiting for their partition to be able to act, at most
+    /// `LockLimits::waiters_max`.
+    relayed_waiting_for_change: AtomicUsize,
     /// The node's run id and a connection number make an owner id unique across restarts.
     owner_prefix: String,
     /// Cancelled when the node stops: queued requests are answered and waits end.
@@ -247,6 +275,7 @@ impl LockManager {
             state: Mutex::new(State::default()),
             timers_changed: Notify::new(),
             next_waiter_id: AtomicU64::new(1),
+            relayed_waiting_for_change: AtomicUsize::new(0),
             owner_prefix: run_id.chars().take(16).collect(),
             shutdown,
         })
@@ -269,10 +298,14 @@ impl LockManager {
     /// Runs a lock operation (`Op::is_lock_op`) of this node's client: at once when this node is
     /// the primary and the answer is known, else later (a relay, a queue, acknowledgements).
     ///
+    /// With the connection's `SessionLocks`, a grant is tied to the connection and a release
+    /// unties it once it ran (released, or not held with that token).
+    ///
     /// Anything that may grant a lock and is not answered at once runs in its own task, so a
-    /// client that goes away before the grant arrives does not leave the lock held: the grant
-    /// is released again (or, for a `SESSION` lock, handed to the connection's `SessionLocks`,
-    /// whose drop releases it).
+    /// client that goes away before the grant arrives does not leave the lock held: a queued
+    /// acquisition leaves its queue, and a grant that arrives anyway is released again. The
+    /// task holds the connection's `SessionLocks` weakly, so a connection that closes while it
+    /// waits frees its other `SESSION` locks at once.
     pub(crate) fn execute(
         self: &Arc<Self>,
         db: u8,
@@ -288,28 +321,44 @@ impl LockManager {
         let first = self.attempt(partition, db, op.clone(), None);
         let first = match first {
             Attempt::Executed(executed) if executed.waits.is_empty() => {
-                if let (Some(session_locks), Reply::LockGranted { token, deadline_ms }) =
-                    (&session_locks_opt, &executed.reply)
-                {
-                    session_locks.remember(&key, *token, *deadline_ms);
+                if let Some(session_locks) = &session_locks_opt {
+                    session_locks.settle(&key, &op, &executed.reply);
                 }
                 return Pending::Ready(executed.reply);
             }
             other => other,
         };
         let manager = Arc::clone(self);
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let grants = matches!(op, Op::LockAcquire { .. });
+        let (mut reply_tx, reply_rx) = oneshot::channel();
+        let session_locks_weak_opt = session_locks_opt.as_ref().map(SessionLocks::downgrade);
+        drop(session_locks_opt);
         tokio::spawn(async move {
-            let reply = route::finish(&manager, partition, db, op, first, started).await;
-            if let (Some(session_locks), Reply::LockGranted { token, deadline_ms }) =
-                (&session_locks_opt, &reply)
+            let reply = route::finish(
+                &manager,
+                partition,
+                db,
+                op.clone(),
+                first,
+                started,
+                reply_tx.closed(),
+            )
+            .await;
+            let granted_token_opt = match &reply {
+                Reply::LockGranted { token, .. } => Some(*token),
+                _ => None,
+            };
+            let mut tied = false;
+            if let Some(session_locks) = session_locks_weak_opt
+                .as_ref()
+                .and_then(|weak| weak.upgrade())
             {
-                session_locks.remember(&key, *token, *deadline_ms);
+                session_locks.settle(&key, &op, &reply);
+                tied = granted_token_opt.is_some();
             }
-            if let Err(Reply::LockGranted { token, .. }) = reply_tx.send(reply)
-                && grants
-                && session_locks_opt.is_none()
+            // A tied grant whose connection is gone is released by the `SessionLocks` drop.
+            if reply_tx.send(reply).is_err()
+                && !tied
+                && let Some(token) = granted_token_opt
             {
                 // Nobody will ever learn this token: give the lock back at once.
                 manager.release_detached(key, token);
@@ -337,7 +386,16 @@ impl LockManager {
             let partition = manager.partition_of(&key);
             let op = Op::LockRelease { key, token };
             let first = manager.attempt(partition, 0, op.clone(), None);
-            let reply = route::finish(&manager, partition, 0, op, first, Instant::now()).await;
+            let reply = route::finish(
+                &manager,
+                partition,
+                0,
+                op,
+                first,
+                Instant::now(),
+                std::future::pending(),
+            )
+            .await;
             tracing::debug!(?reply, "released a lock whose holder went away");
         });
     }
@@ -371,16 +429,98 @@ impl LockManager {
             Attempt::Executed(executed) => self.respond(from, id, key, executed),
             Attempt::Queued(_) => {}
             Attempt::Wait(reason) if engine_defers(reason) => {
-                let message = PeerMessage::Request {
-                    id,
-                    partition,
-                    db,
-                    op,
-                };
-                self.io.engine.handle_message(from, message, now_ms);
+                self.retry_relayed_after_change(from, id, partition, db, op);
             }
             Attempt::Forward(_) | Attempt::Wait(_) => self.respond_not_primary(from, id, partition),
         }
+    }
+
+    /// A relayed operation whose partition cannot act for a moment (a handoff, an
+    /// announcement, a fence, a table exchange) is tried again here each time the partition
+    /// changes, not handed to the engine's deferral: the engine would run it past the queues,
+    /// so a release would wake no waiter and an acquisition could pass them. At the relay
+    /// deadline it is answered `Unavailable`, and the requester tries again.
+    fn retry_relayed_after_change(
+        self: &Arc<Self>,
+        from: Member,
+        id: u64,
+        partition: u32,
+        db: u8,
+        op: Op,
+    ) {
+        let unavailable = move |reason| PeerMessage::Response {
+            id,
+            result: RelayResult::Unavailable { reason },
+        };
+        let waiting = self
+            .relayed_waiting_for_change
+            .fetch_add(1, Ordering::Relaxed);
+        if waiting >= self.limits.waiters_max {
+            self.relayed_waiting_for_change
+                .fetch_sub(1, Ordering::Relaxed);
+            let _ = self
+                .io
+                .host()
+                .send(from, &unavailable(UnavailableReason::DeferredQueueFull));
+            return;
+        }
+        let manager = Arc::clone(self);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let deadline = started + RELAY_DEADLINE;
+            let key = op.key().cloned().unwrap_or_default();
+            let notify = manager.io.host().partition_notify(partition);
+            loop {
+                // The look that found the partition unable to act came before this
+                // registration; `wait_for_change` looks again within its retry interval.
+                let mut changed = Box::pin(notify.notified());
+                changed.as_mut().enable();
+                router::wait_for_change(changed, deadline.into_std()).await;
+                if Instant::now() >= deadline {
+                    let _ = manager
+                        .io
+                        .host()
+                        .send(from, &unavailable(UnavailableReason::WaitTimedOut));
+                    break;
+                }
+                let waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let retry =
+                    route::with_wait_ms(&op, route::wait_ms_of(&op).saturating_sub(waited_ms));
+                match manager.attempt(partition, db, retry, Some((from, id))) {
+                    Attempt::Executed(executed) => {
+                        manager.respond(from, id, key, executed);
+                        break;
+                    }
+                    Attempt::Queued(_) => break,
+                    Attempt::Wait(reason) if engine_defers(reason) => {}
+                    Attempt::Forward(_) | Attempt::Wait(_) => {
+                        manager.respond_not_primary(from, id, partition);
+                        break;
+                    }
+                }
+            }
+            manager
+                .relayed_waiting_for_change
+                .fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    /// The link to `member` went down: its relayed waiters leave their queues. The requester
+    /// failed those relays and retries them with new request ids, so an answer to the old ones
+    /// would reach nobody, and a grant to one would hold the lock for nobody until its lease
+    /// ran out.
+    pub(crate) fn link_down(self: &Arc<Self>, member: Member) {
+        let mut effects = Effects::default();
+        {
+            let mut state = self.state.lock();
+            let keys = state.remove_waiters(
+                |waiter| matches!(waiter.origin, Origin::Relayed { from, .. } if from == member),
+            );
+            for key in keys {
+                self.pump_locked(&mut state, &mut effects, &key);
+            }
+        }
+        self.apply(effects);
     }
 
     /// One attempt of a lock operation on this node, under the manager's mutex.
@@ -414,7 +554,9 @@ impl LockManager {
             return Attempt::Executed(Executed::now(Reply::Error(StoreError::DatabaseOutOfRange)));
         };
         // A lock that became free (an expired lease not yet noticed) goes to the queue first.
-        self.pump_locked(state, effects, &key);
+        if self.pump_locked(state, effects, &key) > 0 {
+            self.metrics.lock_lease_expiries.inc();
+        }
         let now_ms = self.clock.now_ms();
         let waiting = match &op {
             Op::LockAcquire {
@@ -438,12 +580,22 @@ impl LockManager {
         let executed = |reply: Reply, waits| Attempt::Executed(Executed { reply, waits });
         match reply {
             Reply::LockHeld(mut holder) => {
-                let queue_len = state
-                    .queues
-                    .get(&key)
-                    .map_or(0, |queue| queue.waiters.len());
+                let queue = state.queues.get(&key);
+                let queue_len = queue.map_or(0, |queue| queue.waiters.len());
+                // Waiters whose client went away keep their places until served or purged;
+                // they are not reported.
+                let num_live_waiters = || {
+                    let live = queue.map_or(0, |queue| {
+                        queue
+                            .waiters
+                            .iter()
+                            .filter(|waiter| !waiter.is_abandoned())
+                            .count()
+                    });
+                    u32::try_from(live).unwrap_or(u32::MAX)
+                };
                 if is_inspect {
-                    holder.num_waiters = u32::try_from(queue_len).unwrap_or(u32::MAX);
+                    holder.num_waiters = num_live_waiters();
                     return executed(Reply::LockHeld(holder), waits);
                 }
                 self.metrics.lock_contended_acquisitions.inc();
@@ -451,9 +603,21 @@ impl LockManager {
                     return executed(Reply::LockHeld(holder), waits);
                 };
                 if wait_ms == 0 {
-                    holder.num_waiters = u32::try_from(queue_len).unwrap_or(u32::MAX);
+                    holder.num_waiters = num_live_waiters();
                     return executed(Reply::LockHeld(holder), waits);
                 }
+                let queue_len = if queue_len >= self.limits.waiters_per_key_max
+                    || state.num_waiters >= self.limits.waiters_max
+                {
+                    // Make room first: waiters whose client went away hold places until served.
+                    state.remove_waiters(Waiter::is_abandoned);
+                    state
+                        .queues
+                        .get(&key)
+                        .map_or(0, |queue| queue.waiters.len())
+                } else {
+                    queue_len
+                };
                 if queue_len >= self.limits.waiters_per_key_max {
                     return Attempt::Executed(Executed::now(Reply::Error(
                         StoreError::TooManyLockWaiters {
@@ -886,5 +1050,89 @@ impl LockManager {
                     .push((from, id, key.clone(), Executed::now(Reply::Nil)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cluster::node_id::{Incarnation, NodeId};
+
+    use super::*;
+
+    fn member_of(id: u32) -> Member {
+        Member {
+            id: NodeId(id),
+            incarnation: Incarnation(1),
+        }
+    }
+
+    /// Queues a waiter of `origin` for `key`, with its wait timer, as `attempt_locked` does.
+    fn enqueue(state: &mut State, key: &'static str, id: u64, origin: Origin) {
+        let key = Bytes::from_static(key.as_bytes());
+        let timeout = state.add_timer(
+            Instant::now(),
+            Timer {
+                key: key.clone(),
+                kind: TimerKind::WaitTimeout { waiter_id: id },
+            },
+        );
+        state
+            .queues
+            .entry(key)
+            .or_insert_with(|| KeyQueue {
+                partition: 0,
+                waiters: VecDeque::new(),
+                lease_timer: None,
+            })
+            .waiters
+            .push_back(Waiter {
+                id,
+                db: 0,
+                owner: Bytes::from_static(b"o"),
+                mode: LockMode::Lease,
+                lease_ms: 1,
+                origin,
+                enqueued_at: Instant::now(),
+                timeout,
+            });
+        state.num_waiters += 1;
+    }
+
+    #[test]
+    fn the_command_parser_and_the_store_bound_leases_waits_and_owners_alike() {
+        assert_eq!(resp::SCD_LEASE_MS_MAX, store::LOCK_LEASE_MS_MAX);
+        assert_eq!(resp::SCD_WAIT_MS_MAX, store::LOCK_WAIT_MS_MAX);
+        assert_eq!(resp::SCD_OWNER_MAX_BYTES, store::LOCK_OWNER_MAX_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_peers_relayed_waiters_and_abandoned_local_ones_can_be_removed_with_their_timers() {
+        let (a, b) = (member_of(1), member_of(2));
+        let mut state = State::default();
+        let (live_tx, _live_rx) = oneshot::channel();
+        let (gone_tx, gone_rx) = oneshot::channel();
+        drop(gone_rx);
+        enqueue(&mut state, "k1", 1, Origin::Relayed { from: a, id: 10 });
+        enqueue(&mut state, "k1", 2, Origin::Relayed { from: b, id: 11 });
+        enqueue(&mut state, "k1", 3, Origin::Relayed { from: a, id: 12 });
+        enqueue(&mut state, "k2", 4, Origin::Local(live_tx));
+        enqueue(&mut state, "k3", 5, Origin::Local(gone_tx));
+
+        let keys = state.remove_waiters(
+            |waiter| matches!(waiter.origin, Origin::Relayed { from, .. } if from == a),
+        );
+        assert_eq!(keys, vec![Bytes::from_static(b"k1")]);
+        let left: Vec<u64> = state.queues[&Bytes::from_static(b"k1")]
+            .waiters
+            .iter()
+            .map(|waiter| waiter.id)
+            .collect();
+        assert_eq!(left, vec![2]);
+        assert_eq!((state.num_waiters, state.timers.len()), (3, 3));
+
+        let keys = state.remove_waiters(Waiter::is_abandoned);
+        assert_eq!(keys, vec![Bytes::from_static(b"k3")]);
+        assert_eq!((state.num_waiters, state.timers.len()), (2, 2));
+        assert!(state.queues[&Bytes::from_static(b"k3")].waiters.is_empty());
     }
 }

@@ -19,7 +19,7 @@ use super::{Attempt, LockManager, WaiterOutcome};
 use crate::router::{RELAY_DEADLINE, relay, wait_for_change};
 
 /// The wait an operation asks for, in ms (only acquisitions wait).
-fn wait_ms_of(op: &Op) -> u64 {
+pub(super) fn wait_ms_of(op: &Op) -> u64 {
     match op {
         Op::LockAcquire { wait_ms, .. } => *wait_ms,
         _ => 0,
@@ -27,7 +27,7 @@ fn wait_ms_of(op: &Op) -> u64 {
 }
 
 /// `op` with what is left of its wait.
-fn with_wait_ms(op: &Op, remaining_ms: u64) -> Op {
+pub(super) fn with_wait_ms(op: &Op, remaining_ms: u64) -> Op {
     match op {
         Op::LockAcquire {
             key,
@@ -52,6 +52,10 @@ fn with_wait_ms(op: &Op, remaining_ms: u64) -> Op {
 /// A waiting acquisition also ends when the node stops (with `TRYAGAIN`): a connection waiting
 /// for minutes would hold up the shutdown. Other operations are short and run to their end, so
 /// that the `SESSION` locks of connections closed by the shutdown are still released.
+///
+/// `gone` resolves when nobody waits for the reply any more (the client's connection closed):
+/// a request queued on this node then leaves its queue (with `Nil`, unless it was granted in the
+/// meantime). A relayed one runs to its end, since its grant has to be given back.
 pub(super) async fn finish(
     manager: &Arc<LockManager>,
     partition: u32,
@@ -59,12 +63,13 @@ pub(super) async fn finish(
     op: Op,
     first: Attempt,
     started: Instant,
+    gone: impl Future<Output = ()>,
 ) -> Reply {
     if wait_ms_of(&op) == 0 {
-        return follow(manager, partition, db, op, first, started).await;
+        return follow(manager, partition, db, op, first, started, gone).await;
     }
     tokio::select! {
-        reply = follow(manager, partition, db, op, first, started) => reply,
+        reply = follow(manager, partition, db, op, first, started, gone) => reply,
         () = manager.stopped() => Reply::Error(StoreError::PartitionUnavailable {
             partition,
             reason: "this node is shutting down".to_string(),
@@ -79,7 +84,9 @@ async fn follow(
     op: Op,
     first: Attempt,
     started: Instant,
+    gone: impl Future<Output = ()>,
 ) -> Reply {
+    let mut gone = std::pin::pin!(gone);
     let io = manager.io();
     let wait_deadline = started + Duration::from_millis(wait_ms_of(&op));
     let deadline = wait_deadline + RELAY_DEADLINE;
@@ -104,7 +111,18 @@ async fn follow(
             Attempt::Executed(executed) => return manager.confirm(&key, executed).await,
             Attempt::Queued(receiver_opt) => {
                 let outcome = match receiver_opt {
-                    Some(receiver) => receiver.await.ok(),
+                    Some(mut receiver) => tokio::select! {
+                        outcome = &mut receiver => outcome.ok(),
+                        () = &mut gone => {
+                            // The queue skips a closed receiver; an outcome sent before the
+                            // close is still taken, so a grant is not lost but given back.
+                            receiver.close();
+                            match receiver.try_recv() {
+                                Ok(outcome) => Some(outcome),
+                                Err(_) => return Reply::Nil,
+                            }
+                        }
+                    },
                     None => None,
                 };
                 match outcome {
@@ -124,9 +142,9 @@ async fn follow(
                 let relayed = with_wait_ms(&op, waited_ms);
                 let timeout = deadline.saturating_duration_since(Instant::now());
                 match relay(io, primary, partition, db, relayed, timeout).await {
-                    // A waiting acquisition that the primary could only try once (it deferred
-                    // it through a handoff or a fence) comes back refused: wait for the change
-                    // and queue again while the wait lasts.
+                    // A waiting acquisition that reached the primary with no wait left (the
+                    // primary retried it through a handoff or a fence) comes back refused:
+                    // wait for the change and queue again while the wait lasts.
                     Ok(RelayResult::Reply(Reply::LockHeld(_)))
                         if waited_ms > 0 && remaining_wait_ms() > 0 =>
                     {

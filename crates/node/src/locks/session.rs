@@ -7,7 +7,7 @@
 //! acquisition is pending) its drop releases every lock still listed, through the lock manager
 //! and the relay, with the token.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -29,6 +29,17 @@ struct HeldLock {
 /// The `SESSION` locks of one connection; cheap to clone (a shared set).
 #[derive(Clone)]
 pub(crate) struct SessionLocks(Arc<SessionLockSet>);
+
+/// A reference to a connection's `SessionLocks` that does not keep them: a pending operation's
+/// task holds one, so the set is dropped (and its locks released) when the connection closes.
+pub(crate) struct WeakSessionLocks(Weak<SessionLockSet>);
+
+impl WeakSessionLocks {
+    /// The set, while its connection is open.
+    pub(crate) fn upgrade(&self) -> Option<SessionLocks> {
+        self.0.upgrade().map(SessionLocks)
+    }
+}
 
 struct SessionLockSet {
     manager: Arc<LockManager>,
@@ -54,6 +65,26 @@ impl SessionLocks {
         }
         held.retain(|lock| lock.deadline_ms >= now_ms);
         held.len() < SESSION_LOCKS_PER_CONNECTION_MAX
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakSessionLocks {
+        WeakSessionLocks(Arc::downgrade(&self.0))
+    }
+
+    /// Records what `op` of this connection came to: a grant ties the lock to the connection,
+    /// a release that ran (released, or not held with that token) unties it. A release that
+    /// failed (`TRYAGAIN`, `UNCONFIRMED`) leaves the lock tied, so that the connection's close
+    /// still releases it.
+    pub(crate) fn settle(&self, key: &Bytes, op: &store::Op, reply: &store::Reply) {
+        match (op, reply) {
+            (_, store::Reply::LockGranted { token, deadline_ms }) => {
+                self.remember(key, *token, *deadline_ms);
+            }
+            (store::Op::LockRelease { token, .. }, store::Reply::Integer(_)) => {
+                self.forget(key, *token);
+            }
+            _ => {}
+        }
     }
 
     /// A `SESSION` lock was granted to this connection.

@@ -17,8 +17,8 @@ use super::dispatch::{Dispatched, dispatch};
 use super::reply::{self, Shape};
 use super::session::Session;
 use crate::connection::{
-    Footprint, InFlight, OUTPUT_FLUSH_BYTES, READ_CHUNK_BYTES, elapsed_ns, read_more, shrink,
-    write_output,
+    Footprint, InFlight, OUTPUT_FLUSH_BYTES, READ_CHUNK_BYTES, client_gone, elapsed_ns, read_more,
+    shrink, write_output,
 };
 use crate::pending::{BoxFuture, Pending};
 use crate::shards::before_pipelined_reply;
@@ -34,6 +34,9 @@ enum Queued {
         shape: Shape,
         protocol: ProtocolVersion,
         stat: Stat,
+        /// A reply that may take minutes (`SCD.LOCK … WAIT`): while it waits, the client's
+        /// leaving is watched for (`client_gone`).
+        waits_long: bool,
     },
     /// A reply that encodes itself.
     Encoded {
@@ -80,7 +83,11 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                         // A command never overtakes an earlier one of the same partition that
                         // is still pending (a relay in flight): it waits for it (PROTOCOL.md §12).
                         if in_flight.conflicts_with(&footprint) {
-                            if drain_queue(&state, &mut queue, &mut output).await.is_err() {
+                            let client = (&mut tally, &mut stream, &mut input);
+                            if drain_queue(&state, &mut queue, &mut output, client)
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                             in_flight.clear();
@@ -121,7 +128,14 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
         }
         in_flight.clear();
         before_pipelined_reply(num_requests, output.len()).await;
-        if drain_queue(&state, &mut queue, &mut output).await.is_err()
+        if drain_queue(
+            &state,
+            &mut queue,
+            &mut output,
+            (&mut tally, &mut stream, &mut input),
+        )
+        .await
+        .is_err()
             || write_output(&mut tally, &mut stream, &mut output)
                 .await
                 .is_err()
@@ -257,6 +271,10 @@ fn run_prepared(
         command_index,
         started,
     };
+    let waits_long = matches!(
+        &command,
+        Command::Scd(resp::ScdCommand::Lock { wait_ms, .. }) if *wait_ms > 0
+    );
     let dispatched = dispatch(state, session, command, target_buffer(output, queue));
     match dispatched {
         Dispatched::Written => {
@@ -286,6 +304,7 @@ fn run_prepared(
                 shape,
                 protocol,
                 stat,
+                waits_long,
             });
             true
         }
@@ -326,22 +345,34 @@ fn note_store_error(state: &NodeState, reply: &Reply) {
     }
 }
 
-/// Waits for the queued replies in order and appends them to the output.
+/// Waits for the queued replies in order and appends them to the output. Fails when the client
+/// went away while a reply that waits long was pending (`client_gone`).
 async fn drain_queue(
     state: &NodeState,
     queue: &mut VecDeque<Queued>,
     output: &mut BytesMut,
+    client: (&mut ByteTally<'_>, &mut TcpStream, &mut BytesMut),
 ) -> Result<(), ()> {
+    let (tally, stream, input) = client;
     while let Some(queued) = queue.pop_front() {
         match queued {
             Queued::Bytes(bytes) => output.extend_from_slice(&bytes),
             Queued::Store {
-                reply,
+                mut reply,
                 shape,
                 protocol,
                 stat,
+                waits_long,
             } => {
-                let reply = reply.await;
+                let reply = if waits_long {
+                    tokio::select! {
+                        biased;
+                        reply = &mut reply => reply,
+                        () = client_gone(tally, stream, input) => return Err(()),
+                    }
+                } else {
+                    reply.await
+                };
                 let is_error = matches!(reply, Reply::Error(_));
                 if is_error {
                     note_store_error(state, &reply);

@@ -828,11 +828,11 @@ fn scd(
             Dispatched::Store(locks.execute(db, op, session_locks_opt), Shape::Plain)
         }
         ScdCommand::Unlock { key, token } => {
-            if let Some(session_locks) = &session.locks_opt {
-                session_locks.forget(&key, token);
-            }
             let op = Op::LockRelease { key, token };
-            Dispatched::Store(locks.execute(db, op, None), Shape::Plain)
+            Dispatched::Store(
+                locks.execute(db, op, session.locks_opt.clone()),
+                Shape::Plain,
+            )
         }
         ScdCommand::Renew {
             key,
