@@ -6,6 +6,7 @@ mod engine_support;
 use bytes::Bytes;
 use cluster::engine::{Execution, WriteMode};
 use cluster::table::Member;
+use cluster::wire::PeerMessage;
 use engine_support::{Cluster, PARTITIONS, keys, set_op};
 use store::Reply;
 
@@ -473,4 +474,76 @@ fn the_summary_lists_the_partitions_left_without_a_live_backup_until_new_backups
     let summary = cluster.nodes[1].engine.summary(cluster.now_ms);
     assert_eq!(summary.under_replicated, 0);
     assert!(summary.under_replicated_partitions.is_empty());
+}
+
+#[test]
+fn a_backup_that_is_no_longer_a_target_stays_until_the_new_one_holds_every_acknowledged_write() {
+    // a primary and c its backup; d joins and becomes the partition's target backup. A write
+    // made while d's snapshot was ending waited for c only. c may leave the record only once d
+    // acknowledged that write: c leaving first, then a crashing, would promote d without it.
+    let (partition, d_name) = ["d", "e", "f", "g", "h"]
+        .into_iter()
+        .find_map(|d| {
+            (0..PARTITIONS)
+                .find(|&p| {
+                    let score = |name| cluster::table::rendezvous_score(name, p);
+                    score("a") > score(d) && score(d) > score("c")
+                })
+                .map(|p| (p, d))
+        })
+        .expect("some partition ranks a, then the newcomer, then c");
+    let mut cluster = Cluster::new();
+    let a = cluster.add("a", |_| {});
+    let c = cluster.add("c", |config| config.join_wait_ms = 10_000);
+    cluster.run(20);
+    cluster.form(&[a, c]);
+    cluster.run(500);
+    let record = cluster.nodes[a].engine.record(partition).expect("record");
+    assert_eq!(record.primary, cluster.nodes[a].member);
+    assert_eq!(record.backups, vec![cluster.nodes[c].member]);
+
+    let d = cluster.add(d_name, |config| config.join_wait_ms = 10_000);
+    cluster.hold_kinds.insert("snapshot_done");
+    cluster.set_view(&[a, c, d]);
+    cluster.link_up(a, d);
+    cluster.link_up(c, d);
+    let d_member = cluster.nodes[d].member;
+    let a_member = cluster.nodes[a].member;
+    let done_is_held = |cluster: &Cluster| {
+        cluster.nodes[d].host.queued(a_member).iter().any(|message| {
+            matches!(message, PeerMessage::SnapshotDone { partition: p, .. } if *p == partition)
+        })
+    };
+    for _ in 0..100 {
+        if done_is_held(&cluster) {
+            break;
+        }
+        cluster.run(10);
+    }
+    assert!(
+        done_is_held(&cluster),
+        "d finished the snapshot of the partition"
+    );
+
+    // The write waits for c only (d is not synced yet); its frame to d stays queued.
+    cluster.hold_links.insert((a, d));
+    let key = key_in(partition, "late");
+    assert!(matches!(
+        cluster.set(a, &key, "w"),
+        Reply::Written { .. } | Reply::Ok
+    ));
+    cluster.hold_kinds.remove("snapshot_done");
+    cluster.deliver();
+    let record = cluster.nodes[a].engine.record(partition).expect("record");
+    assert!(
+        record.is_backup(cluster.nodes[c].member),
+        "c left before d held the write: {record:?}"
+    );
+    assert_eq!(cluster.stored(d, &key), None);
+
+    cluster.hold_links.remove(&(a, d));
+    cluster.run(1_000);
+    let record = cluster.nodes[a].engine.record(partition).expect("record");
+    assert_eq!(record.backups, vec![d_member]);
+    assert_eq!(cluster.stored(d, &key).as_deref(), Some(&b"w"[..]));
 }

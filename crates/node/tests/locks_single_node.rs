@@ -380,9 +380,7 @@ async fn a_connection_that_closes_while_it_waits_leaves_the_queue_and_frees_its_
             // Never answered: the task, and with it the connection, is dropped while it waits.
             let _: Option<i64> = run(
                 &mut worker,
-                &[
-                    "SCD.LOCK", "wanted", "600000", "WAIT", "600000", "SESSION",
-                ],
+                &["SCD.LOCK", "wanted", "600000", "WAIT", "600000", "SESSION"],
             )
             .await;
             panic!("the wait should not end while the lock is held");

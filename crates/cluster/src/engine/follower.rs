@@ -268,6 +268,7 @@ impl<H: Host> Engine<H> {
                     link,
                     phase: StreamPhase::Synced,
                     last_frame: 0,
+                    synced_frame: 0,
                     unreachable: false,
                 });
             }

@@ -291,9 +291,16 @@ impl<H: Host> Engine<H> {
                 self.start_snapshot(partition, record.epoch, primary, target, link, ctx.now_ms);
             }
         }
-        let all_targets_synced = targets
-            .iter()
-            .all(|target| *target == me || backups.contains(target));
+        // A target that became synced recently holds every acknowledged write only once it
+        // acknowledged the frames queued to it by then: writes acknowledged before did not wait
+        // for it. Until then the backups that are no longer targets still have to stay.
+        let all_targets_synced = targets.iter().all(|target| {
+            *target == me
+                || (backups.contains(target)
+                    && primary
+                        .stream_member(*target)
+                        .is_some_and(|member| member.link.is_satisfied(member.synced_frame)))
+        });
         if all_targets_synced
             && self.view_settled()
             && backups.iter().any(|backup| !targets.contains(backup))
@@ -372,6 +379,7 @@ impl<H: Host> Engine<H> {
                 cursor: ExportCursor::new(),
             },
             last_frame: frame,
+            synced_frame: frame,
             unreachable: false,
         });
     }
@@ -667,6 +675,7 @@ impl<H: Host> Engine<H> {
             return;
         }
         member.phase = StreamPhase::Synced;
+        member.synced_frame = member.last_frame;
         self.stats
             .snapshots_completed
             .fetch_add(1, Ordering::Relaxed);

@@ -108,6 +108,10 @@ pub(crate) struct StreamMember {
     pub(crate) phase: StreamPhase,
     /// The number of the last frame of this partition queued to it.
     pub(crate) last_frame: u64,
+    /// `last_frame` when its snapshot was done (0 for a backup it already was): writes
+    /// acknowledged before then did not wait for it, so it holds all of them only once it
+    /// acknowledged this frame.
+    pub(crate) synced_frame: u64,
     /// A send to it failed (no link): it is removed at the next chance.
     pub(crate) unreachable: bool,
 }

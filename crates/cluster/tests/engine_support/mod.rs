@@ -104,6 +104,21 @@ impl TestHost {
             .collect()
     }
 
+    /// The messages queued to `to` and not delivered yet, oldest first.
+    pub fn queued(&self, to: Member) -> Vec<PeerMessage> {
+        let state = self.0.lock();
+        state
+            .outbox
+            .get(&to)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, bytes)| {
+                let mut buf = BytesMut::from(&bytes[..]);
+                decode_frame(&mut buf).ok().flatten()
+            })
+            .collect()
+    }
+
     /// The last message queued to `to` and not delivered yet.
     pub fn last_queued(&self, to: Member) -> Option<PeerMessage> {
         let state = self.0.lock();
@@ -132,6 +147,9 @@ pub struct Cluster {
     /// A link stops delivering at the first frame of one of these kinds, keeping it and what
     /// follows queued in order (a slow link), until the kind is removed.
     pub hold_kinds: BTreeSet<&'static str>,
+    /// Links (from, to) that deliver nothing, keeping their frames queued in order (a link
+    /// slow in one direction), until removed.
+    pub hold_links: BTreeSet<(usize, usize)>,
 }
 
 pub fn member_of(name: &str, incarnation: u64) -> Member {
@@ -149,6 +167,7 @@ impl Cluster {
             log: Vec::new(),
             drop_kinds: BTreeSet::new(),
             hold_kinds: BTreeSet::new(),
+            hold_links: BTreeSet::new(),
         }
     }
 
@@ -258,6 +277,14 @@ impl Cluster {
                     let Some(to) = self.index_of(to_member) else {
                         continue;
                     };
+                    if self.hold_links.contains(&(from, to)) {
+                        let mut state = self.nodes[from].host.0.lock();
+                        let queue = state.outbox.entry(to_member).or_default();
+                        for held in frames.into_iter().rev() {
+                            queue.push_front(held);
+                        }
+                        continue;
+                    }
                     let mut last = 0;
                     let mut frames = frames;
                     while let Some((frame, bytes)) = frames.pop_front() {
