@@ -251,6 +251,11 @@ fn a_node_that_is_not_primary_forwards_and_answers_relayed_requests_with_its_rec
             result: RelayResult::Reply(Reply::Integer(_)),
         })
     ));
+    // A response is not replication: unacknowledged (a requester acknowledges responses only
+    // with its next Ack), it does not count as lag.
+    let later_ms = cluster.now_ms + 5_000;
+    let summary = cluster.nodes[b].engine.summary(later_ms);
+    assert_eq!(summary.lag_ms.get(&a_member).copied().unwrap_or(0), 0);
 }
 
 /// Node `requester` relays a SET to the primary of a partition it is a backup of. Returns the

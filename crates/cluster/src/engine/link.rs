@@ -87,6 +87,17 @@ impl PeerLink {
         self.lag_samples.lock().front().copied()
     }
 
+    /// The newest unacknowledged frame queued before `cutoff_ms`: a writer that waits for it
+    /// leaves no frame older than the cutoff unacknowledged behind it.
+    pub(crate) fn newest_unacked_before(&self, cutoff_ms: u64) -> Option<u64> {
+        self.lag_samples
+            .lock()
+            .iter()
+            .take_while(|&&(_, sent_ms)| sent_ms < cutoff_ms)
+            .last()
+            .map(|&(frame, _)| frame)
+    }
+
     /// Age of the oldest unacknowledged frame, in ms (0 when everything is acknowledged).
     pub(crate) fn lag_ms(&self, now_ms: u64) -> u64 {
         self.oldest_unacked()
@@ -112,6 +123,22 @@ mod tests {
 
     fn link() -> PeerLink {
         PeerLink::new()
+    }
+
+    #[test]
+    fn a_lagging_writer_waits_for_every_frame_older_than_the_bound() {
+        let link = link();
+        assert_eq!(link.newest_unacked_before(100), None);
+        link.note_sent(1, 10);
+        link.note_sent(2, 20);
+        link.note_sent(3, 30);
+        link.note_sent(4, 50);
+        assert_eq!(link.newest_unacked_before(10), None);
+        assert_eq!(link.newest_unacked_before(31), Some(3));
+        assert_eq!(link.newest_unacked_before(1_000), Some(4));
+        link.note_acked(3);
+        assert_eq!(link.newest_unacked_before(31), None);
+        assert_eq!(link.newest_unacked_before(51), Some(4));
     }
 
     #[test]

@@ -595,7 +595,6 @@ impl<H: Host> Engine<H> {
                     RelayResult::Unavailable {
                         reason: UnavailableReason::NoSuchPartition,
                     },
-                    now_ms,
                 );
             }
             return;
@@ -1309,8 +1308,11 @@ impl<H: Host> Engine<H> {
         Some(frame)
     }
 
-    fn send_response(&self, to: Member, id: u64, result: RelayResult, now_ms: u64) {
-        self.send(to, &PeerMessage::Response { id, result }, now_ms);
+    /// Sends a relay's answer. Not noted for the lag measurement: the requester acknowledges
+    /// a `Response` only with the next frame that needs an `Ack` (PROTOCOL.md §6), so on a link
+    /// that carries only relays it would count as replication lag that never ends.
+    fn send_response(&self, to: Member, id: u64, result: RelayResult) {
+        let _ = self.host.send(to, &PeerMessage::Response { id, result });
     }
 
     fn send_table(&self, to: Member, now_ms: u64) {
@@ -1348,9 +1350,8 @@ impl<H: Host> Engine<H> {
                 })
                 .collect()
         };
-        let now_ms = self.last_alive_ms.load(Ordering::Acquire);
         for reply in ready {
-            self.send_response(reply.to, reply.id, RelayResult::Reply(reply.reply), now_ms);
+            self.send_response(reply.to, reply.id, RelayResult::Reply(reply.reply));
         }
     }
 

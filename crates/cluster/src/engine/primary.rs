@@ -143,8 +143,9 @@ impl<H: Host> Engine<H> {
     }
 
     /// The acknowledgements a write just streamed must wait for: every synced backup's frame
-    /// in write-through; in delayed-write, only links lagging more than `max_lag_ms`, on
-    /// their oldest unacknowledged frame (writers slow down, the lag does not grow).
+    /// in write-through; in delayed-write, only links lagging more than `max_lag_ms`, on the
+    /// newest frame queued more than `max_lag_ms` ago (writers slow down until the lag is back
+    /// within the bound).
     fn waits(
         &self,
         primary: &PrimaryState,
@@ -163,8 +164,11 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 WriteMode::Delayed => {
-                    if let Some((frame, sent_ms)) = member.link.oldest_unacked()
-                        && now_ms.saturating_sub(sent_ms) > self.config.max_lag_ms
+                    // Waiting for the oldest late frame only would let every held writer go
+                    // once it is in, with the frames queued after it still late: the lag would
+                    // stay over the bound for as long as writers keep up the rate.
+                    let cutoff_ms = now_ms.saturating_sub(self.config.max_lag_ms);
+                    if let Some(frame) = member.link.newest_unacked_before(cutoff_ms)
                         && !member.link.is_satisfied(frame)
                     {
                         waits.push((member.member, frame));

@@ -754,7 +754,6 @@ impl<H: Host> Engine<H> {
                     RelayResult::NotPrimary {
                         record: state.record.clone(),
                     },
-                    ctx.now_ms,
                 ),
             }
         }
@@ -786,18 +785,17 @@ impl<H: Host> Engine<H> {
                 RelayResult::Unavailable {
                     reason: UnavailableReason::TooManyPendingReplies,
                 },
-                now_ms,
             );
             return;
         }
         let (reply, mut waits) = self.execute_unchecked(partition, state, db, op, now_ms);
         waits.retain(|(member, _)| *member != from);
         if waits.is_empty() {
-            self.send_response(from, id, RelayResult::Reply(reply), now_ms);
+            self.send_response(from, id, RelayResult::Reply(reply));
             return;
         }
         let Some(primary) = &state.primary else {
-            self.send_response(from, id, RelayResult::Reply(reply), now_ms);
+            self.send_response(from, id, RelayResult::Reply(reply));
             return;
         };
         let links: SmallList<_> = waits
@@ -835,7 +833,6 @@ impl<H: Host> Engine<H> {
                 RelayResult::Unavailable {
                     reason: UnavailableReason::DeferredQueueFull,
                 },
-                now_ms,
             );
             return;
         }
@@ -865,7 +862,6 @@ impl<H: Host> Engine<H> {
                         RelayResult::Unavailable {
                             reason: UnavailableReason::WaitTimedOut,
                         },
-                        ctx.now_ms,
                     );
                 }
                 continue;
@@ -902,7 +898,6 @@ impl<H: Host> Engine<H> {
                     RelayResult::NotPrimary {
                         record: state.record.clone(),
                     },
-                    ctx.now_ms,
                 ),
             }
         }
