@@ -1043,3 +1043,26 @@ fn resp3_replies_use_resp3_types_and_resp2_its_own() {
     assert!(exchange(&mut stream, &[b"HELLO", b"2"]).starts_with("*14\r\n"));
     assert_eq!(exchange(&mut stream, &[b"GET", b"nope"]), "$-1\r\n");
 }
+
+#[test]
+fn an_http_request_on_the_redis_port_closes_the_connection_and_runs_nothing() {
+    // Cross protocol scripting: a web page makes a browser POST a body of Redis commands here.
+    let node = Scd::start(&[]);
+    for request_text in [
+        "POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 18\r\n\r\nSET xproto pwned\r\n",
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET xproto pwned\r\n",
+    ] {
+        let mut stream = node.connect();
+        stream
+            .write_all(request_text.as_bytes())
+            .expect("request sent");
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut answer).expect("closed by the node");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(!answer.contains("+OK"), "{request_text:?} ran a SET: {answer:?}");
+    }
+    let mut c = connect(&node, Protocol::Resp2);
+    let value: Option<String> = run(&mut c, &["GET", "xproto"]);
+    assert_eq!(value, None);
+    check_text(&mut c, &["PING"], Some("PONG"));
+}

@@ -216,6 +216,26 @@ fn prepare(
     }
     let protocol = session.protocol;
 
+    // An HTTP request sent to this port (a browser made to POST here by a web page: cross
+    // protocol scripting) is not run line by line: the connection is closed unanswered, as
+    // Redis closes it.
+    if args.first().is_some_and(|name| {
+        name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+    }) {
+        tracing::warn!(
+            client = %session.peer,
+            "possible security attack: a POST or Host: line on the Redis port (cross protocol \
+             scripting); connection closed"
+        );
+        NodeCounters::add(&state.counters.error_replies, 1);
+        state
+            .metrics
+            .client_errors
+            .inc(admin::ClientErrorKind::Protocol);
+        session.closing = true;
+        return None;
+    }
+
     // Before AUTH only the commands flagged no-auth run (AUTH, HELLO, QUIT, RESET).
     if !session.authenticated {
         let allowed = command_index_opt.is_some_and(|index| {
