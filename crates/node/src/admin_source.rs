@@ -162,10 +162,27 @@ pub(crate) fn cluster_json(node: &NodeState) -> Value {
             })
         })
         .collect();
+    // Per partition, for the dashboard's map: the primary's name (null without one) and how
+    // many backups the record lists.
+    let name_of = |id: cluster::node_id::NodeId| {
+        members
+            .iter()
+            .find(|info| info.id == id)
+            .map_or_else(|| format!("{id}"), |info| info.name.clone())
+    };
+    let (partition_primaries, partition_backups): (Vec<Value>, Vec<usize>) = (0..config
+        .num_partitions)
+        .map(|partition| match engine.record(partition) {
+            Some(record) => (json!(name_of(record.primary.id)), record.backups.len()),
+            None => (Value::Null, 0),
+        })
+        .unzip();
     json!({
         "node": config.name,
         "cluster": config.cluster_name,
         "partitions": config.num_partitions,
+        "partition_primaries": partition_primaries,
+        "partition_backups": partition_backups,
         "backups": config.backups,
         "write_mode": config.write_mode.as_str(),
         "table_digest": format!("{:016x}", engine.table_digest()),
