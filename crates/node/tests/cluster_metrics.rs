@@ -111,6 +111,20 @@ async fn cluster_shows_ownership_and_lag_per_node_and_a_crash_shows_as_promotion
                 view["since_start"]["snapshots_sent"].as_u64() > Some(0),
                 "{view}"
             );
+            // The dashboard's partition map: each partition's primary by name, and its
+            // backups, agreeing with the per-node counts.
+            let primaries = view["partition_primaries"].as_array().expect("a list");
+            let backups = view["partition_backups"].as_array().expect("a list");
+            assert_eq!(primaries.len() as u64, PARTITIONS);
+            assert!(backups.iter().all(|count| count == 1), "{view}");
+            for name in ["first", "second"] {
+                let drawn = primaries.iter().filter(|primary| **primary == name).count();
+                assert_eq!(
+                    Some(drawn as u64),
+                    node_entry(&view, name).and_then(|node| node["primaries"].as_u64()),
+                    "{view}"
+                );
+            }
             break;
         }
         assert!(
