@@ -46,7 +46,9 @@ pub struct StatusArgs {
 /// `scd demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Client port of the first node; the others use the next ports.
+    /// Client (Redis) port of the first node; node i adds i. The memcached ports start at
+    /// base + 10, the peer ports (TCP and UDP) at base + 100, the admin ports at base + 200.
+    /// Every port must be free.
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
     /// Number of nodes.

@@ -39,6 +39,9 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let nodes: Vec<DemoNode> = (0..u16::from(args.nodes))
         .map(|index| DemoNode::new(args, index))
         .collect::<anyhow::Result<_>>()?;
+    for node in &nodes {
+        check_ports_free(node)?;
+    }
     let first_peer = format!("127.0.0.1:{}", nodes[0].peer_port);
     let mut children: Vec<(String, Child)> = Vec::new();
     for node in &nodes {
@@ -84,8 +87,36 @@ pub(crate) fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a port something already listens on (another demo, a Redis): the node would fail to
+/// start while the banner told the user to use the port.
+fn check_ports_free(node: &DemoNode) -> anyhow::Result<()> {
+    let tcp = [
+        node.client_port,
+        node.memcached_port,
+        node.peer_port,
+        node.admin_port,
+    ];
+    for port in tcp {
+        std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+            format!("port 127.0.0.1:{port} of {} is in use; choose another --base-port", node.name)
+        })?;
+    }
+    // Heartbeats use UDP on the peer port.
+    std::net::UdpSocket::bind(("127.0.0.1", node.peer_port)).with_context(|| {
+        format!(
+            "UDP port 127.0.0.1:{} of {} is in use; choose another --base-port",
+            node.peer_port, node.name
+        )
+    })?;
+    Ok(())
+}
+
 fn print_welcome(nodes: &[DemoNode], children: &[(String, Child)]) {
-    println!("scd demo: {} nodes on loopback\n", nodes.len());
+    let count = match nodes.len() {
+        1 => "1 node".to_string(),
+        count => format!("{count} nodes"),
+    };
+    println!("scd demo: {count} on loopback\n");
     for (node, (_, child)) in nodes.iter().zip(children) {
         println!(
             "  {:<7} pid {:<7} redis 127.0.0.1:{}  memcached 127.0.0.1:{}  admin http://127.0.0.1:{}/",

@@ -176,3 +176,24 @@ fn the_demo_forms_one_cluster_of_three_and_stops_all_of_them_on_ctrl_c() {
         );
     }
 }
+
+#[test]
+fn a_demo_whose_ports_are_taken_refuses_to_start() {
+    let base = free_base_port();
+    // Something (another demo, another server) already listens on the second node's admin port.
+    let taken = base + ADMIN_OFFSET + 1;
+    let _listener = TcpListener::bind((Ipv4Addr::LOCALHOST, taken)).expect("the port is free");
+    let mut command = Command::new(common::scd_binary());
+    command.args(["demo", "--base-port", &base.to_string()]);
+    let mut demo = ChildProcess::spawn("scd demo", command).expect("scd demo starts");
+    let status = demo
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("the demo ran with a port taken:\n{}", demo.log()));
+    assert!(!status.success(), "{}", describe_exit(status));
+    let log = demo.log();
+    assert!(
+        log.contains(&format!("127.0.0.1:{taken}")) && log.contains("in use"),
+        "the error names the port: {log}"
+    );
+    assert!(!log.contains("Try it"), "no welcome printed: {log}");
+}
