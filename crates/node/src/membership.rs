@@ -81,6 +81,7 @@ impl MembershipHandle {
             .map_err(|error| format!("cannot configure the heartbeat socket: {error}"))?;
         let started = Instant::now();
         let monotonic_ms = move || started.elapsed().as_millis() as u64;
+        let seeds = config.seed_addresses.clone();
         let membership = Membership::new(config, identity, monotonic_ms())
             .map_err(|error| format!("invalid membership configuration: {error}"))?;
         let (commands, command_rx) = std::sync::mpsc::channel();
@@ -96,6 +97,7 @@ impl MembershipHandle {
                 run(
                     socket,
                     &allow,
+                    &seeds,
                     membership,
                     command_rx,
                     observer,
@@ -141,6 +143,7 @@ impl Drop for MembershipHandle {
 fn run(
     socket: UdpSocket,
     allow: &[ipnet::IpNet],
+    seeds: &[SocketAddr],
     mut membership: Membership,
     commands: Receiver<MembershipCommand>,
     mut observer: impl MembershipObserver,
@@ -153,6 +156,8 @@ fn run(
     let not_allowed_log = crate::log::RateLimited::new();
     let mut not_allowed: u64 = 0;
     let mut last_snapshot_ms = 0;
+    // Until some other node is seen: when to say that no --join address answered.
+    let mut alone_warning_at_opt = (!seeds.is_empty()).then_some(ALONE_WARNING_AFTER_MS);
     loop {
         // Commands from other threads.
         loop {
@@ -216,8 +221,21 @@ fn run(
         observer.on_tick(&membership, wall_clock_ms());
         if now_ms >= last_snapshot_ms + 50 {
             last_snapshot_ms = now_ms;
+            let members = membership.members();
+            if let Some(warning_at) = alone_warning_at_opt {
+                if members.iter().any(|member| !member.is_self) {
+                    alone_warning_at_opt = None;
+                } else if now_ms >= warning_at {
+                    tracing::warn!(
+                        join = ?seeds,
+                        "no --join address has answered yet; this node runs alone until one does \
+                         (check the addresses, the cluster name and secret, and --allow)"
+                    );
+                    alone_warning_at_opt = Some(now_ms + ALONE_WARNING_INTERVAL_MS);
+                }
+            }
             snapshot.store(Arc::new(MembershipSnapshot {
-                members: membership.members(),
+                members,
                 stats: membership.stats(),
                 not_allowed,
             }));
@@ -231,6 +249,11 @@ fn flush_transmits(socket: &UdpSocket, membership: &mut Membership) {
         let _ = socket.send_to(&transmit.bytes, transmit.to);
     }
 }
+
+/// How long a node started with `--join` may see no other node before it warns, and how often it
+/// warns again while that lasts.
+const ALONE_WARNING_AFTER_MS: u64 = 5_000;
+const ALONE_WARNING_INTERVAL_MS: u64 = 60_000;
 
 /// The heartbeat address of a `--join` peer address: the same address (PROTOCOL.md §2).
 pub(crate) fn seed_heartbeat_address(peer_address: SocketAddr) -> SocketAddr {

@@ -98,7 +98,10 @@ fn check_ports_free(node: &DemoNode) -> anyhow::Result<()> {
     ];
     for port in tcp {
         std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
-            format!("port 127.0.0.1:{port} of {} is in use; choose another --base-port", node.name)
+            format!(
+                "port 127.0.0.1:{port} of {} is in use; choose another --base-port",
+                node.name
+            )
         })?;
     }
     // Heartbeats use UDP on the peer port.

@@ -363,3 +363,24 @@ fn a_node_refuses_to_listen_for_peers_beyond_loopback_without_a_secret_and_says_
         );
     }
 }
+
+#[test]
+fn a_node_whose_join_addresses_never_answer_says_so() {
+    // A typo in --join: nothing listens there, so the node runs alone; the log says it.
+    let nowhere = format!("127.0.0.1:{}", common::free_port(true));
+    let node = Scd::builder().args(["--join", nowhere.as_str()]).start();
+    assert!(
+        node.wait_for_log("no --join address has answered", Duration::from_secs(20)),
+        "no warning about the unanswered --join:\n{}",
+        node.log()
+    );
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("no --join address has answered"))
+        .expect("the line");
+    assert!(
+        line.contains(&nowhere),
+        "the line names the address: {line}"
+    );
+}

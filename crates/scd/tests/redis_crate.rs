@@ -1059,7 +1059,10 @@ fn an_http_request_on_the_redis_port_closes_the_connection_and_runs_nothing() {
         let mut answer = Vec::new();
         std::io::Read::read_to_end(&mut stream, &mut answer).expect("closed by the node");
         let answer = String::from_utf8_lossy(&answer).into_owned();
-        assert!(!answer.contains("+OK"), "{request_text:?} ran a SET: {answer:?}");
+        assert!(
+            !answer.contains("+OK"),
+            "{request_text:?} ran a SET: {answer:?}"
+        );
     }
     let mut c = connect(&node, Protocol::Resp2);
     let value: Option<String> = run(&mut c, &["GET", "xproto"]);
