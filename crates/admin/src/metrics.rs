@@ -108,6 +108,9 @@ metric_label! {
         Limit => "limit",
         /// The node is out of its memory budget.
         Oom => "oom",
+        /// An unknown command, or a command with the wrong arguments (arity, syntax, a value
+        /// that is not a number).
+        Command => "command",
     }
 }
 

@@ -48,6 +48,9 @@ fn metrics_count_commands_by_name_and_report_keys_memory_and_connections() {
     assert_eq!(run(&mut stream, &[b"GET", b"k"]), b"$1\r\nv\r\n");
     assert_eq!(run(&mut stream, &[b"GET", b"k"]), b"$1\r\nv\r\n");
     assert!(run(&mut stream, &[b"INCR", b"k"]).starts_with(b"-ERR"));
+    // Errors before any command runs: an unknown command, a wrong argument count.
+    assert!(run(&mut stream, &[b"NOSUCHCOMMAND"]).starts_with(b"-ERR unknown command"));
+    assert!(run(&mut stream, &[b"GET"]).starts_with(b"-ERR wrong number"));
 
     let response = node.admin_get("/metrics");
     assert_eq!(response.status, 200);
@@ -60,7 +63,7 @@ fn metrics_count_commands_by_name_and_report_keys_memory_and_connections() {
     let metrics = response.body;
     assert_eq!(
         metric(&metrics, "scd_commands_total{command=\"get\"}"),
-        Some(2.0),
+        Some(3.0),
         "{metrics}"
     );
     assert_eq!(
@@ -72,15 +75,20 @@ fn metrics_count_commands_by_name_and_report_keys_memory_and_connections() {
         Some(1.0)
     );
     assert_eq!(
-        metric(&metrics, "scd_command_errors_total{command=\"get\"}").unwrap_or(0.0),
-        0.0
+        metric(&metrics, "scd_command_errors_total{command=\"get\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "scd_client_errors_total{kind=\"command\"}"),
+        Some(2.0),
+        "{metrics}"
     );
     assert_eq!(
         metric(
             &metrics,
             "scd_command_duration_seconds_count{command=\"get\"}"
         ),
-        Some(2.0)
+        Some(3.0)
     );
     assert_eq!(metric(&metrics, "scd_keys"), Some(1.0));
     assert_eq!(metric(&metrics, "scd_connections"), Some(1.0));

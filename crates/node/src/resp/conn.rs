@@ -264,6 +264,10 @@ fn prepare(
         }),
         Err(error) => {
             NodeCounters::add(&state.counters.error_replies, 1);
+            state
+                .metrics
+                .client_errors
+                .inc(admin::ClientErrorKind::Command);
             ReplyEncoder::new(target_buffer(output, queue), protocol).error(error.reply_line());
             if let Some(index) = command_index_opt {
                 state.command_stats.record(index, elapsed_ns(started), true);
