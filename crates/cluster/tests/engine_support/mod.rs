@@ -90,16 +90,8 @@ impl TestHost {
 
     /// The kinds of the messages queued to `to` and not delivered yet, oldest first.
     pub fn queued_kinds(&self, to: Member) -> Vec<&'static str> {
-        let state = self.0.lock();
-        state
-            .outbox
-            .get(&to)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, bytes)| {
-                let mut buf = BytesMut::from(&bytes[..]);
-                decode_frame(&mut buf).ok().flatten()
-            })
+        self.queued(to)
+            .iter()
             .map(|message| message.kind())
             .collect()
     }

@@ -51,8 +51,8 @@ pub(crate) use session::{SESSION_LOCKS_PER_CONNECTION_MAX, SessionLocks};
 pub(crate) use signals::LockSignals;
 
 /// Whether this node is the partition's primary but cannot act for a moment (a handoff, an
-/// announcement, a fence, a table exchange): the engine defers relayed requests then, and a
-/// queue waits for the partition's change signal. The other reasons mean the primary is
+/// announcement, a fence, a table exchange): a relayed operation is retried and a queue is
+/// served again on the partition's change signal. The other reasons mean the primary is
 /// elsewhere or not known yet.
 fn engine_defers(reason: WaitReason) -> bool {
     !matches!(
@@ -403,7 +403,8 @@ impl LockManager {
     /// A lock operation relayed by `from` as request `id`: answered here when this node is the
     /// primary (at once, after acknowledgements, or when a queued acquisition is granted or its
     /// wait runs out), else with `NotPrimary`. While the partition waits for a handoff, a fence
-    /// or a table exchange, the engine defers the request as it defers any other.
+    /// or a table exchange, the manager tries it again on each change of the partition
+    /// (`retry_relayed_after_change`).
     pub(crate) fn handle_relayed(
         self: &Arc<Self>,
         from: Member,
