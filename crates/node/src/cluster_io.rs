@@ -417,12 +417,13 @@ impl MembershipObserver for Observer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cluster::node_id::{Incarnation, NodeId};
     use std::time::Duration;
 
-    fn member_of(id: u32) -> Member {
+    /// Member `id` in its first incarnation.
+    pub(crate) fn member_of(id: u32) -> Member {
         Member {
             id: NodeId(id),
             incarnation: Incarnation(1),

@@ -124,7 +124,6 @@ pub(crate) async fn read_more(
     }
 }
 
-/// Writes and empties `output`.
 /// Most bytes read ahead of the commands being run while a reply waits (see `client_gone`).
 const READ_AHEAD_MAX_BYTES: usize = 64 * 1024;
 
@@ -153,6 +152,7 @@ pub(crate) async fn client_gone(
     }
 }
 
+/// Writes and empties `output`.
 pub(crate) async fn write_output(
     tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,

@@ -413,7 +413,6 @@ impl LockManager {
         db: u8,
         op: Op,
     ) {
-        let now_ms = self.clock.now_ms();
         if partition >= self.num_partitions {
             // The engine answers an out-of-range partition (and counts it).
             let message = PeerMessage::Request {
@@ -422,7 +421,9 @@ impl LockManager {
                 db,
                 op,
             };
-            self.io.engine.handle_message(from, message, now_ms);
+            self.io
+                .engine
+                .handle_message(from, message, self.clock.now_ms());
             return;
         }
         let key = op.key().cloned().unwrap_or_default();
@@ -1056,16 +1057,8 @@ impl LockManager {
 
 #[cfg(test)]
 mod tests {
-    use cluster::node_id::{Incarnation, NodeId};
-
     use super::*;
-
-    fn member_of(id: u32) -> Member {
-        Member {
-            id: NodeId(id),
-            incarnation: Incarnation(1),
-        }
-    }
+    use crate::cluster_io::tests::member_of;
 
     /// Queues a waiter of `origin` for `key`, with its wait timer, as `attempt_locked` does.
     fn enqueue(state: &mut State, key: &'static str, id: u64, origin: Origin) {

@@ -218,10 +218,12 @@ fn prepare(
 
     // An HTTP request sent to this port (a browser made to POST here by a web page: cross
     // protocol scripting) is not run line by line: the connection is closed unanswered, as
-    // Redis closes it.
-    if args.first().is_some_and(|name| {
-        name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
-    }) {
+    // Redis closes it. Neither name is a command, so only unknown names are compared.
+    if command_index_opt.is_none()
+        && args.first().is_some_and(|name| {
+            name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+        })
+    {
         tracing::warn!(
             client = %session.peer,
             "possible security attack: a POST or Host: line on the Redis port (cross protocol \
