@@ -480,6 +480,11 @@ pub struct Metrics {
     pub partitions_to_move: Gauge,
     /// Keys merged by version after a network split healed.
     pub split_merged_keys: Counter,
+    /// Peer links reset because the replication stream on them was out of step.
+    pub stream_link_resets: Counter,
+    /// Backups that lost their link while alive and were given up on before confirming they
+    /// knew of their removal (PROTOCOL.md §6).
+    pub backup_removals_unconfirmed: Counter,
     /// Time a lock request waited before it was granted.
     pub lock_wait_duration: LatencyHistogram,
     /// Lock acquisitions that found the lock held and had to wait or retry.
@@ -574,6 +579,14 @@ impl Metrics {
             "partitions_to_move",
             "Partitions whose owners are not yet the placement's targets (a rebalance to come)",
         );
+        let stream_link_resets = b.counter(
+            "stream_link_resets",
+            "Peer links reset because the replication stream on them was out of step",
+        );
+        let backup_removals_unconfirmed = b.counter(
+            "backup_removals_unconfirmed",
+            "Backups removed after losing their link that never confirmed it",
+        );
         let split_merged_keys = b.counter(
             "split_merged_keys",
             "Keys merged by version after a network split healed",
@@ -645,6 +658,8 @@ impl Metrics {
             under_replicated_partitions,
             partitions_to_move,
             split_merged_keys,
+            stream_link_resets,
+            backup_removals_unconfirmed,
             lock_wait_duration,
             lock_contended_acquisitions,
             lock_lease_expiries,

@@ -216,6 +216,9 @@ fn since_start(stats: &cluster::engine::EngineStats) -> Value {
         "snapshots_abandoned": stats.snapshots_abandoned,
         "snapshots_received": stats.snapshots_received,
         "resyncs_sent": stats.resyncs_sent,
+        "stream_link_resets": stats.stream_link_resets,
+        "backup_removals_confirmed": stats.removals_confirmed,
+        "backup_removals_unconfirmed": stats.removals_unconfirmed,
         "merged_keys": stats.merged_keys,
         "failover_marked_keys": stats.failover_marked_keys,
     })

@@ -106,9 +106,19 @@ impl ClusterHost {
     }
 
     /// A new link to `member` starts at `frame_base`: waits from now on are for frames after it,
-    /// so a release (`u64::MAX`) of the old link must not satisfy them.
+    /// so a release (`u64::MAX`) of the old link must not satisfy them. Waits the engine holds
+    /// over the change of link (a backup that must confirm its removal) are left waiting: the
+    /// count is lowered only from a release.
     fn link_started(&self, member: Member, frame_base: u64) {
-        self.acknowledged_sender(member).send_replace(frame_base);
+        self.acknowledged_sender(member)
+            .send_if_modified(|acknowledged| {
+                if *acknowledged == u64::MAX {
+                    *acknowledged = frame_base;
+                    true
+                } else {
+                    false
+                }
+            });
     }
 }
 
@@ -128,6 +138,13 @@ impl Host for ClusterHost {
     fn partition_changed(&self, partition: u32) {
         self.partition_notify(partition).notify_waiters();
         self.lock_signals.mark(partition);
+    }
+
+    fn reset_link(&self, to: Member) {
+        if let Some(link) = self.peers.link_to(to) {
+            tracing::warn!(peer = ?to, "replication stream out of step; resetting the link");
+            link.close();
+        }
     }
 
     fn acked(&self, from: Member, frames: u64) {

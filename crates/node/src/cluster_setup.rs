@@ -236,6 +236,23 @@ impl Published {
             engine.snapshot_bytes_received,
             self.engine.snapshot_bytes_received,
         ));
+        metrics.stream_link_resets.inc_by(delta(
+            engine.stream_link_resets,
+            self.engine.stream_link_resets,
+        ));
+        let unconfirmed = delta(
+            engine.removals_unconfirmed,
+            self.engine.removals_unconfirmed,
+        );
+        if unconfirmed > 0 {
+            tracing::warn!(
+                backups = unconfirmed,
+                "a backup that lost its link stayed in the view without reconnecting; writes \
+                 are acknowledged without it, and are lost if this node crashes before it is \
+                 a backup again"
+            );
+        }
+        metrics.backup_removals_unconfirmed.inc_by(unconfirmed);
         metrics
             .split_merged_keys
             .inc_by(delta(engine.merged_keys, self.engine.merged_keys));

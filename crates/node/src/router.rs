@@ -216,6 +216,9 @@ fn wait_reason_text(reason: cluster::engine::WaitReason) -> &'static str {
         WaitReason::NoLivePrimary => "its primary failed and a backup is being promoted",
         WaitReason::Handoff => "it is being handed to another node",
         WaitReason::Announcing => "its new primary is announcing itself to the other nodes",
+        WaitReason::BackupUnconfirmed => {
+            "a backup lost its link and has not yet learnt it was replaced"
+        }
         WaitReason::Fenced => "this node is re-synchronising after a pause",
         WaitReason::TableExchange => "a node joined and tables are being exchanged",
     }

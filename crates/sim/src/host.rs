@@ -33,6 +33,8 @@ struct HostState {
     acked: BTreeMap<Member, u64>,
     encode_failures: u64,
     largest_backlog_bytes: usize,
+    /// Peers whose link the engine asked to reset, for the world to close.
+    resets: Vec<Member>,
 }
 
 /// The `Host` of one simulated node; cheap to clone (shared state).
@@ -57,6 +59,11 @@ impl SimHost {
 
     pub(crate) fn link_id(&self, peer: Member) -> Option<u64> {
         self.0.lock().links.get(&peer).copied()
+    }
+
+    /// The links the engine asked to reset since the last call.
+    pub(crate) fn take_resets(&self) -> Vec<Member> {
+        std::mem::take(&mut self.0.lock().resets)
     }
 
     pub(crate) fn take_outbox(&self) -> Vec<Outgoing> {
@@ -164,6 +171,10 @@ impl Host for SimHost {
 
     fn partition_changed(&self, partition: u32) {
         self.0.lock().changed.insert(partition);
+    }
+
+    fn reset_link(&self, to: Member) {
+        self.0.lock().resets.push(to);
     }
 
     fn acked(&self, from: Member, frames: u64) {

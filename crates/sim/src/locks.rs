@@ -246,10 +246,9 @@ impl Sim {
             .map_or(backups, |eligible| backups.min(eligible.saturating_sub(1)));
         window.kills > 0
             && (backups == 0
-                || window.kills > copies_beyond_primary
+                || window.kills + window.link_resets > copies_beyond_primary
                 || window.partitions > 0
-                || window.pauses > 0
-                || window.link_resets > 0)
+                || window.pauses > 0)
     }
 
     /// Called when a settle closes the fault window: later checks do not compare across a

@@ -286,13 +286,14 @@ impl Window {
         let copies_beyond_primary = self.fewest_eligible.map_or(config.backups, |eligible| {
             config.backups.min(eligible.saturating_sub(1))
         });
+        // A link reset between two live nodes costs a copy until the backup is synced again
+        // (the primary removes it and snapshots it anew), as a kill does.
         self.kills > 0
             && (config.write_mode == WriteMode::Delayed
                 || config.backups == 0
-                || self.kills > copies_beyond_primary
+                || self.kills + self.link_resets > copies_beyond_primary
                 || self.partitions > 0
-                || self.pauses > 0
-                || self.link_resets > 0)
+                || self.pauses > 0)
     }
 
     /// Whether reads must return the acknowledged state now: no split or pause (whose minority
@@ -319,6 +320,8 @@ pub struct RunStats {
     pub connections_lost: u64,
     /// Acknowledged writes lost where the window excuses it (more kills than backups…).
     pub losses_excused: u64,
+    /// Links an engine reset because the stream on them was out of step.
+    pub engine_link_resets: u64,
     /// Times a node declared a running, reachable peer down, which is checked as a split.
     pub view_splits: u64,
     /// Counters whose value went back after a split (by design: the side that claimed the
@@ -1144,6 +1147,15 @@ impl Sim {
                     }
                 };
                 self.deliver_message(index, from, message);
+                // A link the engine reset acknowledges nothing more (the ack below is only
+                // sent over a link that is still up).
+                for peer in self.nodes[index].host.take_resets() {
+                    if let Some(other) = self.index_of_member(peer) {
+                        self.stats.engine_link_resets += 1;
+                        self.window.link_resets += 1;
+                        self.close_link(index, other);
+                    }
+                }
                 // The link layer acknowledges after the engine handled the frame, behind
                 // whatever the engine queued meanwhile.
                 self.flush(index);

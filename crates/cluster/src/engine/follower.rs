@@ -49,6 +49,22 @@ impl<H: Host> Engine<H> {
         self.send_resync(primary, partition, now_ms);
     }
 
+    /// The stream from `primary` is out of step (a gap, or an entry that failed its checksum)
+    /// while this node is listed as its backup. Answering `Resync` on the same link would not
+    /// do: the link layer acknowledges the frame, and the primary would count the writes this
+    /// node skipped as held by a backup. The link is reset before it acknowledges anything
+    /// more, and the primary removes this node as for any reset (PROTOCOL.md §6).
+    fn reset_stream(&self, state: &mut PartitionState, primary: Member) {
+        if let Some(following) = &mut state.following {
+            following.lost_step = true;
+        }
+        state.needs_evaluation = true;
+        self.stats
+            .stream_link_resets
+            .fetch_add(1, Ordering::Relaxed);
+        self.host.reset_link(primary);
+    }
+
     pub(super) fn handle_replicate(
         &self,
         from: Member,
@@ -69,13 +85,13 @@ impl<H: Host> Engine<H> {
                     following.next_seq += 1;
                 }
                 if let Applied::Corrupt = self.apply_entries(partition, mutations, ctx.now_ms) {
-                    self.lose_step(partition, &mut state, from, ctx.now_ms);
+                    self.reset_stream(&mut state, from);
                 }
             }
             Some(false) => {
                 // A gap: frames were lost. This node no longer holds what the primary thinks.
                 self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);
-                self.lose_step(partition, &mut state, from, ctx.now_ms);
+                self.reset_stream(&mut state, from);
             }
             None => {
                 self.stats.stale_frames.fetch_add(1, Ordering::Relaxed);

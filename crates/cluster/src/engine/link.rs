@@ -17,6 +17,8 @@ const LAG_SAMPLES_MAX: usize = 4096;
 pub(crate) struct PeerLink {
     /// Highest frame number the peer acknowledged.
     acked_frames: AtomicU64,
+    /// Highest frame number sent (and noted) on this link.
+    sent_frames: AtomicU64,
     /// The peer's table arrived on this link (the exchange of PROTOCOL.md §10 is done).
     exchanged: AtomicBool,
     /// The link is gone or the member left the view: waits on it are released.
@@ -30,6 +32,7 @@ impl PeerLink {
     pub(crate) fn new() -> PeerLink {
         PeerLink {
             acked_frames: AtomicU64::new(0),
+            sent_frames: AtomicU64::new(0),
             exchanged: AtomicBool::new(false),
             released: AtomicBool::new(false),
             lag_samples: Mutex::new(VecDeque::new()),
@@ -38,6 +41,7 @@ impl PeerLink {
 
     /// Records that frame `frame` was queued at `now_ms`.
     pub(crate) fn note_sent(&self, frame: u64, now_ms: u64) {
+        self.sent_frames.fetch_max(frame, Ordering::AcqRel);
         let mut samples = self.lag_samples.lock();
         let full = samples.len() >= LAG_SAMPLES_MAX;
         match samples.back_mut() {
@@ -59,6 +63,10 @@ impl PeerLink {
 
     pub(crate) fn acked_frames(&self) -> u64 {
         self.acked_frames.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn sent_frames(&self) -> u64 {
+        self.sent_frames.load(Ordering::Acquire)
     }
 
     /// Whether a wait for `frame` is over: acknowledged, or the link released.
@@ -115,6 +123,45 @@ pub(crate) struct PeerState {
     pub(crate) exchanged_since_admission: bool,
     /// Consecutive digest comparisons that found the peer's table different.
     pub(crate) digest_mismatches: u32,
+    /// The member must confirm that it knows it was removed as a backup (PROTOCOL.md §6).
+    pub(crate) confirmation: Option<Confirmation>,
+}
+
+/// A member that was removed from records as a backup while it was still in the view, its link
+/// gone, has not learnt it yet: were the primary to crash now, it would promote itself under
+/// the record that still lists it, without the writes made since. Until it confirms (it
+/// acknowledges the table sent on its next link), or leaves the view, or
+/// `EngineConfig::confirm_timeout_ms` passes, the writes that waited for it stay unacknowledged
+/// and the partitions it was removed from execute nothing.
+#[derive(Debug)]
+pub(crate) struct Confirmation {
+    pub(crate) since_ms: u64,
+    /// Its links that ended meanwhile: released (their waits end) when this is over.
+    pub(crate) ended: Vec<std::sync::Arc<PeerLink>>,
+    /// The frame of the table sent on its current link, once one is up.
+    pub(crate) table_frame: Option<u64>,
+    /// The partitions, primary here, that wait for it.
+    pub(crate) partitions: Vec<u32>,
+}
+
+impl Confirmation {
+    pub(crate) fn new(since_ms: u64) -> Confirmation {
+        Confirmation {
+            since_ms,
+            ended: Vec::new(),
+            table_frame: None,
+            partitions: Vec::new(),
+        }
+    }
+
+    /// The highest frame any wait on its ended links can be for.
+    pub(crate) fn ended_frames(&self) -> u64 {
+        self.ended
+            .iter()
+            .map(|link| link.sent_frames())
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub use self::stats::{
     UNDER_REPLICATED_PARTITIONS_SHOWN,
 };
 
-use self::link::{PeerLink, PeerState};
+use self::link::{Confirmation, PeerLink, PeerState};
 use self::state::{HandoffPhase, PartitionState};
 use self::stats::{Counters, HandoffDurations};
 use crate::table::{
@@ -79,6 +79,10 @@ pub trait Host: Send + Sync + 'static {
     /// Acknowledgements from `from` now cover frames up to `frames`, or `from` was removed and
     /// all waits on it are released (`frames = u64::MAX`). The host wakes write-through waiters.
     fn acked(&self, from: Member, frames: u64);
+    /// Closes the current link to `to` now: no frame read on it after the one being handled
+    /// is handled, and nothing more is acknowledged on it. The end of the link is reported
+    /// ([`Engine::handle_link_down`]) as for any other reset, later, outside this call.
+    fn reset_link(&self, to: Member);
 }
 
 /// The two storage models (DESIGN.md).
@@ -142,6 +146,11 @@ pub struct EngineConfig {
     pub unknown_member_grace_ms: u64,
     /// A handoff whose backups do not acknowledge within this is abandoned (and retried), in ms.
     pub handoff_drain_timeout_ms: u64,
+    /// Write-through: a backup removed from records while still in the view (its link went
+    /// down) that neither confirms it knows (over a new link) nor leaves the view within this
+    /// is given up on, in ms: the writes that waited for it are acknowledged, and its
+    /// partitions serve again (PROTOCOL.md §6).
+    pub confirm_timeout_ms: u64,
     /// Every partition's rules are evaluated at least this often, in ms.
     pub reevaluate_interval_ms: u64,
     /// Snapshot and merge chunks queued per tick, across partitions (bounded work per call).
@@ -175,6 +184,7 @@ impl EngineConfig {
             unknown_member_grace_ms: 3_000,
             claim_fallback_ms: 1_000,
             handoff_drain_timeout_ms: 2_000,
+            confirm_timeout_ms: 3_000,
             reevaluate_interval_ms: 200,
             chunks_per_tick_max: 64,
             digest_mismatches_max: 3,
@@ -307,6 +317,9 @@ pub enum WaitReason {
     /// This node just became the partition's primary and waits until its peers acknowledged the
     /// new record (one round trip).
     Announcing,
+    /// A backup of the partition lost its link while still alive, and does not know yet that
+    /// it was removed from the record; writes wait until it does (a reconnection).
+    BackupUnconfirmed,
     /// This node stalled or was declared dead; it waits for fresh tables from its view.
     Fenced,
     /// A member entered the view (or a link came up) and tables are not exchanged yet.
@@ -611,7 +624,9 @@ impl<H: Host> Engine<H> {
             PeerMessage::Record { partition, record } => {
                 self.handle_record(from, partition, record, &ctx)
             }
-            PeerMessage::TableRequest => self.send_table(from, now_ms),
+            PeerMessage::TableRequest => {
+                self.send_table(from, now_ms);
+            }
             PeerMessage::Table { records } => self.handle_table(from, records, &ctx),
             PeerMessage::Replicate {
                 partition,
@@ -655,10 +670,36 @@ impl<H: Host> Engine<H> {
 
     /// The link layer received `Ack { frames }` from `from`.
     pub fn handle_ack(&self, from: Member, frames: u64) {
-        let Some(link) = self.link(from) else {
-            return;
+        let confirmed = {
+            let mut peers = self.peers.lock();
+            let Some(state) = peers.get_mut(&from) else {
+                return;
+            };
+            let Some(link) = &state.link else {
+                return;
+            };
+            link.note_acked(frames);
+            match &state.confirmation {
+                None => None,
+                // It must confirm it was removed (`link::Confirmation`), and `frames` does not
+                // cover the table that tells it: the writes that waited for it stay
+                // unacknowledged.
+                Some(confirmation)
+                    if confirmation
+                        .table_frame
+                        .is_none_or(|table_frame| frames < table_frame) =>
+                {
+                    return;
+                }
+                Some(_) => state.confirmation.take(),
+            }
         };
-        link.note_acked(frames);
+        if let Some(confirmation) = confirmed {
+            self.stats
+                .removals_confirmed
+                .fetch_add(1, Ordering::Relaxed);
+            self.end_confirmation(from, confirmation, frames, None);
+        }
         self.host.acked(from, frames);
         self.complete_pending_replies();
         // An acknowledgement carries no time: the requests deferred behind an announcement run
@@ -743,6 +784,7 @@ impl<H: Host> Engine<H> {
             .copied()
             .filter(|member| *member != me && !old_view.contains(*member))
             .collect();
+        let mut ended_confirmations = Vec::new();
         {
             let mut peers = self.peers.lock();
             for member in &added {
@@ -758,12 +800,19 @@ impl<H: Host> Engine<H> {
                     if let Some(link) = &peer.link {
                         link.release();
                     }
+                    if let Some(confirmation) = peer.confirmation.take() {
+                        // Out of the view: if it promotes itself it does so in another group.
+                        ended_confirmations.push((*member, confirmation));
+                    }
                 }
             }
             peers.retain(|member, peer| peer.link.is_some() || new_view.contains(*member));
         }
         for member in &removed {
             self.host.acked(*member, u64::MAX);
+        }
+        for (member, confirmation) in ended_confirmations {
+            self.end_confirmation(member, confirmation, u64::MAX, Some(now_ms));
         }
         if !removed.is_empty() {
             self.complete_pending_replies();
@@ -796,25 +845,48 @@ impl<H: Host> Engine<H> {
             .table_requests_sent
             .fetch_add(1, Ordering::Relaxed);
         self.send(peer, &PeerMessage::TableRequest, now_ms);
-        self.send_table(peer, now_ms);
+        let table_frame = self.send_table(peer, now_ms);
+        if let Some(confirmation) = self
+            .peers
+            .lock()
+            .get_mut(&peer)
+            .and_then(|state| state.confirmation.as_mut())
+        {
+            // It handles the table before acknowledging it: then it holds every record that
+            // removed it.
+            confirmation.table_frame = table_frame;
+        }
         self.mark_all_for_evaluation();
     }
 
     /// The link to `peer` is gone: snapshots, merges and handoffs to it are abandoned, it is no
-    /// longer a backup of this node's partitions, and waits on it are released.
+    /// longer a backup of this node's partitions, and waits on it are released, at once if it
+    /// left the view (or in delayed-write), else once it confirms (`link::Confirmation`).
     pub fn handle_link_down(&self, peer: Member, now_ms: u64) {
+        let confirm =
+            self.config.write_mode == WriteMode::Through && self.view.read().contains(peer);
         let link = {
             let mut peers = self.peers.lock();
             let Some(state) = peers.get_mut(&peer) else {
                 return;
             };
-            state.link.take()
+            let link = state.link.take();
+            if confirm && let Some(link) = &link {
+                let confirmation = state
+                    .confirmation
+                    .get_or_insert_with(|| Confirmation::new(now_ms));
+                confirmation.ended.push(Arc::clone(link));
+                confirmation.table_frame = None;
+            }
+            link
         };
         let Some(link) = link else {
             return;
         };
-        link.release();
-        self.host.acked(peer, u64::MAX);
+        if !confirm {
+            link.release();
+            self.host.acked(peer, u64::MAX);
+        }
         self.pending_replies
             .lock()
             .retain(|pending| pending.to != peer);
@@ -842,6 +914,7 @@ impl<H: Host> Engine<H> {
             self.mark_all_for_evaluation();
         }
         self.complete_announcements(Some(now_ms));
+        self.expire_confirmations(now_ms);
         let ctx = self.ctx(now_ms);
         let mut chunk_budget = self.config.chunks_per_tick_max;
         for partition in 0..self.config.num_partitions {
@@ -991,9 +1064,11 @@ impl<H: Host> Engine<H> {
             return false;
         };
         let state = slot.lock();
-        state.primary.as_ref().is_some_and(|primary| {
-            primary.handoff.is_none() && (primary.announce.is_empty() || primary.is_announced())
-        }) && self.gate_reason(now_ms, false).is_none()
+        state
+            .primary
+            .as_ref()
+            .is_some_and(|primary| primary.handoff.is_none() && primary.is_announced())
+            && self.gate_reason(now_ms, false).is_none()
     }
 
     /// Whether a link to `member` is up and its table arrived on it.
@@ -1315,20 +1390,70 @@ impl<H: Host> Engine<H> {
         let _ = self.host.send(to, &PeerMessage::Response { id, result });
     }
 
-    fn send_table(&self, to: Member, now_ms: u64) {
+    fn send_table(&self, to: Member, now_ms: u64) -> Option<u64> {
         let records: Vec<(u32, Record)> = (0..self.config.num_partitions)
             .filter_map(|partition| {
                 let state = self.partitions[partition as usize].lock();
                 state.record.clone().map(|record| (partition, record))
             })
             .collect();
-        self.send(to, &PeerMessage::Table { records }, now_ms);
+        self.send(to, &PeerMessage::Table { records }, now_ms)
     }
 
     /// Keeps the table digest equal to the sum of the partitions' record digests.
     fn update_digest(&self, partition: u32, old: Option<&Record>, new: Option<&Record>) {
         let delta = record_digest(partition, new).wrapping_sub(record_digest(partition, old));
         self.table_digest.fetch_add(delta, Ordering::AcqRel);
+    }
+
+    /// Gives up on confirmations older than `confirm_timeout_ms` (the member stays in the view
+    /// but no link to it comes up): availability is chosen over the rare case of this node
+    /// crashing before it learns.
+    fn expire_confirmations(&self, now_ms: u64) {
+        let expired: Vec<(Member, Confirmation)> = {
+            let mut peers = self.peers.lock();
+            peers
+                .iter_mut()
+                .filter(|(_, state)| {
+                    state.confirmation.as_ref().is_some_and(|confirmation| {
+                        now_ms >= confirmation.since_ms + self.config.confirm_timeout_ms
+                    })
+                })
+                .filter_map(|(member, state)| Some((*member, state.confirmation.take()?)))
+                .collect()
+        };
+        for (member, confirmation) in expired {
+            self.stats
+                .removals_unconfirmed
+                .fetch_add(1, Ordering::Relaxed);
+            // The current link's acknowledgements were held back too.
+            let current = self.link(member).map_or(0, |link| link.acked_frames());
+            let frames = confirmation.ended_frames().max(current);
+            self.end_confirmation(member, confirmation, frames, Some(now_ms));
+        }
+    }
+
+    /// A confirmation is over: the waits on `member`'s ended links, and on frames up to
+    /// `frames`, end; its partitions serve again.
+    fn end_confirmation(
+        &self,
+        member: Member,
+        confirmation: Confirmation,
+        frames: u64,
+        now_opt: Option<u64>,
+    ) {
+        for link in &confirmation.ended {
+            link.release();
+        }
+        self.host.acked(member, frames);
+        for &partition in &confirmation.partitions {
+            let mut state = self.partitions[partition as usize].lock();
+            if let Some(primary) = &mut state.primary {
+                primary.awaiting.retain(|awaited| *awaited != member);
+            }
+        }
+        self.complete_pending_replies();
+        self.complete_announcements(now_opt);
     }
 
     /// Sends relayed replies whose waits are all over.
@@ -1384,6 +1509,7 @@ mod tests {
         }
         fn partition_changed(&self, _partition: u32) {}
         fn acked(&self, _from: Member, _frames: u64) {}
+        fn reset_link(&self, _to: Member) {}
     }
 
     #[test]

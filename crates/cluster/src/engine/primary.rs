@@ -213,6 +213,12 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 now_ms,
             );
+            let unlinked: Vec<Member> = removed
+                .iter()
+                .map(|member| member.member)
+                .filter(|member| record.is_backup(*member))
+                .collect();
+            self.await_confirmation(partition, state, &unlinked, now_ms);
         }
     }
 

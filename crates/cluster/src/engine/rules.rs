@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use store::{ExportCursor, Op};
 
-use super::link::PeerLink;
+use super::link::{Confirmation, PeerLink};
 use super::state::{
     Deferred, Following, HandoffPhase, MergeOut, PartitionState, PrimaryState, StreamMember,
     StreamPhase,
@@ -610,6 +610,44 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 ctx.now_ms,
             );
+            self.await_confirmation(partition, state, &[peer], ctx.now_ms);
+        }
+    }
+
+    /// `removed` were just taken out of `partition`'s record, this node its primary, without
+    /// being told (no link). In write-through, those still in the view may be alive and believe
+    /// they are backups: the partition executes nothing until each confirms or leaves the view
+    /// (`link::Confirmation`).
+    pub(super) fn await_confirmation(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        removed: &[Member],
+        now_ms: u64,
+    ) {
+        if self.config.write_mode != WriteMode::Through {
+            return;
+        }
+        let Some(primary) = &mut state.primary else {
+            return;
+        };
+        let view = self.view.read().clone();
+        let mut peers = self.peers.lock();
+        for &member in removed {
+            if !view.contains(member) || primary.awaiting.contains(&member) {
+                continue;
+            }
+            let confirmation = peers
+                .entry(member)
+                .or_default()
+                .confirmation
+                .get_or_insert_with(|| Confirmation::new(now_ms));
+            confirmation.partitions.push(partition);
+            primary.awaiting.push(member);
+        }
+        drop(peers);
+        if !primary.awaiting.is_empty() {
+            self.announcing.lock().insert(partition);
         }
     }
 
@@ -716,7 +754,12 @@ impl<H: Host> Engine<H> {
                 reason: WaitReason::Handoff,
             });
         }
-        if !primary.announce.is_empty() && !primary.is_announced() {
+        if !primary.awaiting.is_empty() {
+            return Some(Execution::Wait {
+                reason: WaitReason::BackupUnconfirmed,
+            });
+        }
+        if !primary.is_announced() {
             return Some(Execution::Wait {
                 reason: WaitReason::Announcing,
             });
@@ -745,6 +788,7 @@ impl<H: Host> Engine<H> {
                     reason:
                         WaitReason::Handoff
                         | WaitReason::Announcing
+                        | WaitReason::BackupUnconfirmed
                         | WaitReason::Fenced
                         | WaitReason::TableExchange,
                 }) => self.defer(&mut state, from, id, db, op, ctx.now_ms),
@@ -872,6 +916,7 @@ impl<H: Host> Engine<H> {
                 Some(Execution::Wait {
                     reason: WaitReason::Handoff
                         | WaitReason::Announcing
+                        | WaitReason::BackupUnconfirmed
                         | WaitReason::Fenced
                         | WaitReason::TableExchange,
                 })

@@ -63,6 +63,9 @@ pub(crate) struct PrimaryState {
     /// higher record answers it, and a peer acting on a lower one is deposed, before this node
     /// accepts anything under it.
     pub(crate) announce: Vec<(Arc<PeerLink>, u64)>,
+    /// Backups removed from the record without being told (their link went down) that may
+    /// still be alive: nothing executes until each confirms (`link::Confirmation`).
+    pub(crate) awaiting: Vec<Member>,
     /// This node became primary while it still had data to merge into the previous primary:
     /// its backups may lack some of it, so the whole partition is streamed to them once
     /// (applied by version), from this cursor. No handoff starts before it is done.
@@ -78,16 +81,20 @@ impl PrimaryState {
             stream: Vec::new(),
             handoff: None,
             announce: Vec::new(),
+            awaiting: Vec::new(),
             catch_up: None,
             handoff_not_before_ms: 0,
         }
     }
 
-    /// Whether every peer acknowledged the record that made this node primary.
+    /// Whether every peer acknowledged the record that made this node primary, and every
+    /// backup removed without being told confirmed it knows.
     pub(crate) fn is_announced(&self) -> bool {
-        self.announce
-            .iter()
-            .all(|(link, frame)| link.is_satisfied(*frame))
+        self.awaiting.is_empty()
+            && self
+                .announce
+                .iter()
+                .all(|(link, frame)| link.is_satisfied(*frame))
     }
 
     pub(crate) fn stream_member(&self, member: Member) -> Option<&StreamMember> {

@@ -114,6 +114,12 @@ counters! {
     fences,
     /// Table requests sent.
     table_requests_sent,
+    /// Backups removed while alive (their link went down) that confirmed it over a new link.
+    removals_confirmed,
+    /// Such backups given up on after `confirm_timeout_ms` (no link came up, still in view).
+    removals_unconfirmed,
+    /// Links this node reset because the stream on them had a gap or a corrupt entry.
+    stream_link_resets,
     /// Messages ignored because they named a partition out of range.
     invalid_partitions,
 }

@@ -29,6 +29,8 @@ struct HostState {
     backlog_bytes: usize,
     /// Number frames without encoding or queueing them (to measure the engine alone).
     discard: bool,
+    /// Peers whose link the engine asked to reset.
+    resets: Vec<Member>,
 }
 
 /// The recording host of one test node.
@@ -75,9 +77,18 @@ impl Host for TestHost {
         let acked = state.acked.entry(from).or_insert(0);
         *acked = (*acked).max(frames);
     }
+
+    fn reset_link(&self, to: Member) {
+        self.0.lock().resets.push(to);
+    }
 }
 
 impl TestHost {
+    /// The peers whose link the engine asked to reset since the last call.
+    pub fn take_resets(&self) -> Vec<Member> {
+        std::mem::take(&mut self.0.lock().resets)
+    }
+
     /// From now on frames are numbered but neither encoded nor delivered.
     pub fn discard_frames(&self) {
         self.0.lock().discard = true;
@@ -304,6 +315,13 @@ impl Cluster {
                         self.nodes[to]
                             .engine
                             .handle_message(from_member, message, self.now_ms);
+                        let reset = self.nodes[to].host.take_resets();
+                        if reset.contains(&from_member) {
+                            // The receiver reset the link: the rest is lost, nothing acknowledged.
+                            self.link_down(from, to);
+                            last = 0;
+                            break;
+                        }
                     }
                     if last > 0 {
                         let to_self = self.nodes[to].member;

@@ -274,16 +274,20 @@ async fn read_loop(
         }
         let mut delivered = 0_usize;
         while input.len() >= LENGTH_PREFIX_BYTES {
+            // A closed link delivers nothing more, even frames already read, and ends no batch
+            // (whose acknowledgement would cover them): a frame handler closes it on a
+            // malformed frame or a gap in the replication stream, and the frames up to and
+            // behind that one must not be taken as if it had not been there.
+            if link.is_closed() {
+                return Ok(());
+            }
             if delivered == FRAMES_PER_BATCH_MAX {
                 handler.on_batch_end(link);
                 tokio::task::yield_now().await;
                 delivered = 0;
-            }
-            // A closed link delivers nothing more, even frames already read: a frame handler
-            // closes it on a malformed frame, and the frames behind that one must not be
-            // handled as if it had not been there.
-            if link.is_closed() {
-                return Ok(());
+                if link.is_closed() {
+                    return Ok(());
+                }
             }
             let length = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
             if length > FRAME_BYTES_MAX {
@@ -302,6 +306,9 @@ async fn read_loop(
             let payload = input.split_to(length).freeze();
             handler.on_frame(link, payload);
             delivered += 1;
+        }
+        if link.is_closed() {
+            return Ok(());
         }
         if delivered > 0 {
             handler.on_batch_end(link);
@@ -417,5 +424,26 @@ mod tests {
         let frames: Vec<Bytes> = recorder.frames.lock().clone();
         assert_eq!(frames, [&b"one"[..], b"bad"]);
         assert!(link.is_closed());
+        assert_eq!(
+            recorder.batch_ends.lock().clone(),
+            Vec::<usize>::new(),
+            "the batch that closed the link is not acknowledged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_link_closed_by_the_last_frame_of_a_read_acknowledges_nothing() {
+        let (_link, recorder, mut peer) = recorded_link().await;
+        peer.write_all(&framed(&[b"one", b"bad"]))
+            .await
+            .expect("write");
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            recorder.closed.notified(),
+        )
+        .await
+        .expect("the link closes");
+        assert_eq!(recorder.frames.lock().len(), 2);
+        assert_eq!(recorder.batch_ends.lock().clone(), Vec::<usize>::new());
     }
 }
