@@ -21,6 +21,9 @@ packages=(
   "memcached:memcached"
   "libmemcached-tools:memcstat"
   "netcat-openbsd:nc"
+  "haproxy:test -x /usr/sbin/haproxy"
+  "nginx-light:test -x /usr/sbin/nginx"
+  "apache2:test -x /usr/sbin/apache2"
 )
 
 missing=()

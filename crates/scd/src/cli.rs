@@ -1,4 +1,4 @@
-//! The command line (`scd run|status|demo`) and the TOML configuration file with the same key names.
+//! The command line (`scd run|status|demo|lb`) and the TOML configuration file with the same key names.
 //!
 //! Every `run` flag is an `Option` so that "not given" can be told from "given as the default":
 //! the value comes from the flag, else from the file, else from [`NodeConfig::with_name`].
@@ -30,6 +30,82 @@ pub enum Command {
     Status(StatusArgs),
     /// Start a local 3-node cluster on loopback, for a first look; Ctrl-C stops it.
     Demo(DemoArgs),
+    /// Print a load-balancer configuration (HAProxy, nginx, Apache httpd) for the cluster's
+    /// nodes, as a running node sees them.
+    Lb(LbArgs),
+}
+
+/// `scd lb` arguments.
+#[derive(Debug, Args)]
+pub struct LbArgs {
+    /// The load balancer to configure.
+    #[arg(value_enum)]
+    pub balancer: Balancer,
+    /// Admin address of the node to ask.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:34580")]
+    pub admin: String,
+    /// What the balancer sends traffic to: the web servers beside the scd nodes, or the nodes'
+    /// Redis or memcached ports (HAProxy only).
+    #[arg(long, value_enum, default_value_t = LbService::Web)]
+    pub service: LbService,
+    /// Port of the web server beside each node (`--service web`).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub web_port: u16,
+    /// Address the balancer listens on [default: *:80, *:6379 or *:11211 by service].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+}
+
+/// Load balancers `scd lb` configures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Balancer {
+    /// HAProxy: a complete configuration, health-checked through each node's admin port.
+    Haproxy,
+    /// nginx: a complete configuration (web servers only).
+    Nginx,
+    /// Apache httpd: a virtual host with mod_proxy_balancer (web servers only).
+    Apache,
+}
+
+impl Balancer {
+    pub fn label(self) -> &'static str {
+        match self {
+            Balancer::Haproxy => "haproxy",
+            Balancer::Nginx => "nginx",
+            Balancer::Apache => "apache",
+        }
+    }
+}
+
+/// What `scd lb` balances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LbService {
+    /// The web servers, one beside each scd node, on `--web-port`.
+    Web,
+    /// The nodes' Redis (client) ports.
+    Redis,
+    /// The nodes' memcached ports.
+    Memcached,
+}
+
+impl LbService {
+    pub fn label(self) -> &'static str {
+        match self {
+            LbService::Web => "web",
+            LbService::Redis => "redis",
+            LbService::Memcached => "memcached",
+        }
+    }
+
+    /// Where the balancer listens unless `--bind` says.
+    pub fn default_bind(self) -> String {
+        match self {
+            LbService::Web => "*:80",
+            LbService::Redis => "*:6379",
+            LbService::Memcached => "*:11211",
+        }
+        .to_string()
+    }
 }
 
 /// `scd status` arguments.

@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod lb;
 mod run;
 mod status;
 
@@ -23,6 +24,7 @@ fn main() -> std::process::ExitCode {
             .and_then(run::run),
         cli::Command::Status(args) => status::status(&args),
         cli::Command::Demo(args) => init_logging("warn").and_then(|()| demo::demo(&args)),
+        cli::Command::Lb(args) => lb::lb(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
