@@ -342,6 +342,138 @@ fn a_backup_whose_link_reset_is_promoted_with_every_acknowledged_write_if_the_pr
 }
 
 #[test]
+fn in_delayed_write_a_lock_is_not_acknowledged_while_its_backup_does_not_know_it_was_removed() {
+    // Locks wait for the backups in either write mode.
+    let mut cluster = three_nodes(|config| config.write_mode = WriteMode::Delayed);
+    let (a, b) = (0, 1);
+    let b_member = cluster.nodes[b].member;
+    let partition = (0..PARTITIONS)
+        .find(|&p| {
+            cluster.nodes[a]
+                .engine
+                .record(p)
+                .is_some_and(|r| r.primary == cluster.nodes[a].member && r.backups == [b_member])
+        })
+        .expect("a is primary of something b backs up");
+    let key = key_in(partition, "lock");
+    let acquire = store::Op::LockAcquire {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        owner: Bytes::from_static(b"w1"),
+        mode: store::LockMode::Lease,
+        lease_ms: 60_000,
+        wait_ms: 0,
+    };
+    let execution = cluster.nodes[a]
+        .engine
+        .execute(partition, 0, acquire, cluster.now_ms);
+    let Execution::AwaitAcks { waits, .. } = execution else {
+        panic!("a lock waits for its backup: {execution:?}");
+    };
+    let (_, frame) = *waits.iter().next().expect("one wait");
+    cluster.link_down(a, b);
+    cluster.run(50);
+    assert!(
+        cluster.nodes[a].host.acked(b_member) < frame,
+        "the lock is not acknowledged while b may promote itself without it"
+    );
+    cluster.link_up(a, b);
+    cluster.run(100);
+    assert!(cluster.nodes[a].host.acked(b_member) >= frame);
+}
+
+#[test]
+fn a_promoted_backup_does_not_acknowledge_writes_while_an_unlinked_backup_may_promote() {
+    let mut cluster = three_nodes(|config| config.backups = 2);
+    let (a, b, c) = (0, 1, 2);
+    let (b_member, c_member) = (cluster.nodes[b].member, cluster.nodes[c].member);
+    let partition = (0..PARTITIONS)
+        .find(|&p| {
+            cluster.nodes[a].engine.record(p).is_some_and(|r| {
+                r.primary == cluster.nodes[a].member && r.backups == [b_member, c_member]
+            })
+        })
+        .expect("a is primary of something b then c back up");
+    let key = key_in(partition, "promoted");
+    cluster.set(a, &key, "1");
+    // The b–c link resets, then a dies: b promotes itself without c, which it cannot tell.
+    cluster.link_down(b, c);
+    cluster.link_down(a, b);
+    cluster.link_down(a, c);
+    cluster.set_view(&[b, c]);
+    cluster.run_only(&[b, c], 100);
+    assert_eq!(
+        cluster.nodes[b].engine.record(partition).map(|r| r.primary),
+        Some(b_member)
+    );
+    assert_eq!(
+        cluster.nodes[b]
+            .engine
+            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms),
+        Execution::Wait {
+            reason: cluster::engine::WaitReason::BackupUnconfirmed
+        },
+        "c still holds a record that lists it: were b to die now, c would promote itself"
+    );
+    // b dies: c is promoted with everything acknowledged.
+    cluster.set_view(&[c]);
+    cluster.run_only(&[c], 1_000);
+    assert_eq!(cluster.stored(c, &key).as_deref(), Some(&b"1"[..]));
+}
+
+#[test]
+fn a_backup_removed_by_a_link_reset_keeps_its_copy_until_snapshotted_again() {
+    // Two nodes: after the reset b confirms it was removed, and a's new snapshot of it is held
+    // back on the link; a dies before it ends.
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
+    let b_member = cluster.nodes[b].member;
+    let partition = (0..PARTITIONS)
+        .find(|&p| {
+            cluster.nodes[a]
+                .engine
+                .record(p)
+                .is_some_and(|r| r.primary == cluster.nodes[a].member && r.backups == [b_member])
+        })
+        .expect("a is primary of something b backs up");
+    let keys: Vec<String> = (0..20)
+        .map(|index| key_in(partition, &format!("kept{index}")))
+        .collect();
+    for key in &keys {
+        cluster.set(a, key, "1");
+    }
+    cluster.link_down(a, b);
+    cluster.hold_kinds.insert("snapshot_end");
+    cluster.link_up(a, b);
+    cluster.run(200);
+    assert!(
+        !cluster.nodes[b]
+            .engine
+            .record(partition)
+            .is_some_and(|r| r.is_backup(b_member)),
+        "b learnt it was removed"
+    );
+    for key in &keys {
+        assert_eq!(
+            cluster.stored(b, key).as_deref(),
+            Some(&b"1"[..]),
+            "b kept its copy through the new snapshot"
+        );
+    }
+    // a dies: b, the target primary, claims the partition with its copy.
+    cluster.hold_kinds.clear();
+    cluster.link_down(a, b);
+    cluster.set_view(&[b]);
+    cluster.run_only(&[b], 3_000);
+    assert_eq!(
+        cluster.nodes[b].engine.record(partition).map(|r| r.primary),
+        Some(b_member)
+    );
+    for key in &keys {
+        assert_eq!(cluster.get(b, key), Reply::Bulk(Bytes::from_static(b"1")));
+    }
+}
+
+#[test]
 fn a_backup_that_stays_in_the_view_without_a_link_is_given_up_on_after_the_timeout() {
     let mut cluster = three_nodes(|_| {});
     let (a, b) = (0, 1);

@@ -140,7 +140,14 @@ impl<H: Host> Engine<H> {
             self.finish(partition, &state);
             return;
         }
-        if state.merge.is_none() {
+        // The copy this node kept after losing step with the same primary (a link reset): the
+        // snapshot applies on top of it by version (every key the primary still has, deletions
+        // as tombstones), so that it stays a copy to claim with should the primary die before
+        // the snapshot ends. It missed at most the frames in flight at the reset.
+        let in_place = state.following.as_ref().is_some_and(|following| {
+            following.primary == from && (following.lost_step || following.in_place)
+        });
+        if state.merge.is_none() && !in_place {
             // A fresh copy: what this node held may include keys the primary deleted long ago.
             // While a merge is still sending this node's data, it is kept, and the snapshot
             // applies on top by version.
@@ -152,6 +159,7 @@ impl<H: Host> Engine<H> {
             receiving: true,
             listed_epoch: None,
             lost_step: false,
+            in_place,
         });
         self.finish(partition, &state);
     }
@@ -196,6 +204,7 @@ impl<H: Host> Engine<H> {
         match &mut state.following {
             Some(following) if following.primary == from && following.receiving => {
                 following.receiving = false;
+                following.in_place = false;
                 self.stats
                     .snapshots_received
                     .fetch_add(1, Ordering::Relaxed);

@@ -127,12 +127,13 @@ pub(crate) struct PeerState {
     pub(crate) confirmation: Option<Confirmation>,
 }
 
-/// A member that was removed from records as a backup while it was still in the view, its link
-/// gone, has not learnt it yet: were the primary to crash now, it would promote itself under
-/// the record that still lists it, without the writes made since. Until it confirms (it
-/// acknowledges the table sent on its next link), or leaves the view, or
-/// `EngineConfig::confirm_timeout_ms` passes, the writes that waited for it stay unacknowledged
-/// and the partitions it was removed from execute nothing.
+/// A member this node removed from records as a backup while it was still in the view, with no
+/// link to tell it (a link reset, a failed send, a promotion that left it behind), has not
+/// learnt it yet: were this node to crash now, it would promote itself under the record that
+/// still lists it, without the writes made since. Until it confirms (it acknowledges the table
+/// sent first on its next link), or leaves the view, or `EngineConfig::confirm_timeout_ms`
+/// passes from the first drop, the writes that waited for it stay unacknowledged and the
+/// partitions it was removed from execute nothing (PROTOCOL.md §6).
 #[derive(Debug)]
 pub(crate) struct Confirmation {
     pub(crate) since_ms: u64,

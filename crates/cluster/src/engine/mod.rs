@@ -146,10 +146,10 @@ pub struct EngineConfig {
     pub unknown_member_grace_ms: u64,
     /// A handoff whose backups do not acknowledge within this is abandoned (and retried), in ms.
     pub handoff_drain_timeout_ms: u64,
-    /// Write-through: a backup removed from records while still in the view (its link went
-    /// down) that neither confirms it knows (over a new link) nor leaves the view within this
-    /// is given up on, in ms: the writes that waited for it are acknowledged, and its
-    /// partitions serve again (PROTOCOL.md §6).
+    /// A backup removed from records while still in the view and unlinked (its link went down)
+    /// that neither confirms it knows (over a new link) nor leaves the view within this, from
+    /// its first drop, is given up on, in ms: the writes that waited for it are acknowledged,
+    /// and its partitions serve again (PROTOCOL.md §6).
     pub confirm_timeout_ms: u64,
     /// Every partition's rules are evaluated at least this often, in ms.
     pub reevaluate_interval_ms: u64,
@@ -806,7 +806,9 @@ impl<H: Host> Engine<H> {
                     }
                 }
             }
-            peers.retain(|member, peer| peer.link.is_some() || new_view.contains(*member));
+            peers.retain(|member, peer| {
+                peer.link.is_some() || peer.confirmation.is_some() || new_view.contains(*member)
+            });
         }
         for member in &removed {
             self.host.acked(*member, u64::MAX);
@@ -860,43 +862,50 @@ impl<H: Host> Engine<H> {
     }
 
     /// The link to `peer` is gone: snapshots, merges and handoffs to it are abandoned, it is no
-    /// longer a backup of this node's partitions, and waits on it are released, at once if it
-    /// left the view (or in delayed-write), else once it confirms (`link::Confirmation`).
+    /// longer a backup of this node's partitions, and waits on it are released: at once, unless
+    /// it was a backup here and is still in the view, then once it confirms
+    /// (`link::Confirmation`).
     pub fn handle_link_down(&self, peer: Member, now_ms: u64) {
-        let confirm =
-            self.config.write_mode == WriteMode::Through && self.view.read().contains(peer);
         let link = {
             let mut peers = self.peers.lock();
             let Some(state) = peers.get_mut(&peer) else {
                 return;
             };
-            let link = state.link.take();
-            if confirm && let Some(link) = &link {
-                let confirmation = state
-                    .confirmation
-                    .get_or_insert_with(|| Confirmation::new(now_ms));
-                confirmation.ended.push(Arc::clone(link));
-                confirmation.table_frame = None;
-            }
-            link
+            state.link.take()
         };
         let Some(link) = link else {
             return;
         };
-        if !confirm {
-            link.release();
-            self.host.acked(peer, u64::MAX);
-        }
         self.pending_replies
             .lock()
             .retain(|pending| pending.to != peer);
-        self.complete_pending_replies();
+        // Removing it from the records of this node's partitions makes it confirm
+        // (`author_record`) when it may still be alive.
         let ctx = self.ctx(now_ms);
         for partition in 0..self.config.num_partitions {
             let mut state = self.partitions[partition as usize].lock();
             self.forget_link(partition, &mut state, peer, &ctx);
             self.finish(partition, &state);
         }
+        let held = {
+            let mut peers = self.peers.lock();
+            match peers
+                .get_mut(&peer)
+                .and_then(|state| state.confirmation.as_mut())
+            {
+                Some(confirmation) => {
+                    confirmation.ended.push(Arc::clone(&link));
+                    confirmation.table_frame = None;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !held {
+            link.release();
+            self.host.acked(peer, u64::MAX);
+        }
+        self.complete_pending_replies();
         self.complete_announcements(Some(now_ms));
         self.recompute_gate();
     }
@@ -1448,7 +1457,16 @@ impl<H: Host> Engine<H> {
         self.host.acked(member, frames);
         for &partition in &confirmation.partitions {
             let mut state = self.partitions[partition as usize].lock();
-            if let Some(primary) = &mut state.primary {
+            // A newer confirmation of the same member may wait for this partition too.
+            let still_awaited = self
+                .peers
+                .lock()
+                .get(&member)
+                .and_then(|peer| peer.confirmation.as_ref())
+                .is_some_and(|newer| newer.partitions.contains(&partition));
+            if let Some(primary) = &mut state.primary
+                && !still_awaited
+            {
                 primary.awaiting.retain(|awaited| *awaited != member);
             }
         }

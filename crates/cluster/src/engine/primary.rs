@@ -213,12 +213,6 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 now_ms,
             );
-            let unlinked: Vec<Member> = removed
-                .iter()
-                .map(|member| member.member)
-                .filter(|member| record.is_backup(*member))
-                .collect();
-            self.await_confirmation(partition, state, &unlinked, now_ms);
         }
     }
 
@@ -338,6 +332,7 @@ impl<H: Host> Engine<H> {
         };
         if let Some(&target_primary) = targets.first()
             && primary.catch_up.is_none()
+            && primary.awaiting.is_empty()
             && ctx.now_ms >= primary.handoff_not_before_ms
             && target_primary != me
             && backups.contains(&target_primary)

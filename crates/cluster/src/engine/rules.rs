@@ -104,6 +104,7 @@ impl<H: Host> Engine<H> {
                         receiving: false,
                         listed_epoch: Some(new.epoch),
                         lost_step: false,
+                        in_place: false,
                     });
                 }
             } else {
@@ -123,7 +124,13 @@ impl<H: Host> Engine<H> {
                     .listed_epoch
                     .is_some_and(|listed| new.epoch > listed)
                 {
-                    // Its primary listed it before and no longer does: removed.
+                    // Its primary listed it before and no longer does: removed. A copy that
+                    // lost step with a link reset is kept for now (`drop_unowned_data`): the
+                    // primary snapshots it again on top of it, and should the primary die
+                    // first, it is all that is left.
+                    if following.lost_step {
+                        state.following = Some(following);
+                    }
                 } else {
                     state.following = Some(following);
                 }
@@ -145,6 +152,7 @@ impl<H: Host> Engine<H> {
                         receiving: false,
                         listed_epoch: Some(new.epoch),
                         lost_step: following.lost_step,
+                        in_place: false,
                     });
                 }
             }
@@ -238,7 +246,7 @@ impl<H: Host> Engine<H> {
             }
         }
         self.refresh_merge(state, ctx);
-        self.drop_unowned_data(partition, state);
+        self.drop_unowned_data(partition, state, ctx);
     }
 
     /// Whether this node's view is complete as far as it can tell: every peer it is linked to is
@@ -264,13 +272,23 @@ impl<H: Host> Engine<H> {
     /// Rule 2: the target primary takes a partition nobody (alive) owns, with whatever it holds.
     fn claim(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
         let me = self.config.me;
-        let suspect_before_hlc = state
+        let mut suspect_before_hlc = state
             .record
             .as_ref()
             .map_or(0, |record| record.suspect_before_hlc);
         if state.record.is_some() {
             // Every owner is gone: more nodes failed than there are backups.
             self.stats.lost_partitions.fetch_add(1, Ordering::Relaxed);
+            // Whatever this node still holds (a copy it kept after losing step, a snapshot
+            // cut short) may lack the owners' last writes: every key older than the claim is
+            // possibly stale (§9.2), as after a delayed-write promotion.
+            let held = self.store.partition(partition).num_keys();
+            if held > 0 {
+                self.stats
+                    .failover_marked_keys
+                    .fetch_add(held, Ordering::Relaxed);
+                suspect_before_hlc = self.store.hlc().now(ctx.now_ms).hlc.max(suspect_before_hlc);
+            }
         }
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
         self.become_primary(state, PrimaryState::new());
@@ -376,8 +394,20 @@ impl<H: Host> Engine<H> {
         self.update_digest(partition, old.as_ref(), Some(&record));
         self.stats.records_authored.fetch_add(1, Ordering::Relaxed);
         state.primary_in_view = true;
+        let dropped: Vec<Member> = old
+            .iter()
+            .flat_map(|old| old.backups.iter().copied())
+            .filter(|backup| {
+                *backup != self.config.me
+                    && *backup != record.primary
+                    && !record.backups.contains(backup)
+            })
+            .collect();
         let frames = self.push_record(partition, record, now_ms);
         self.announce(partition, state, frames);
+        if !dropped.is_empty() {
+            self.await_confirmation(partition, state, &dropped, now_ms);
+        }
         self.host.partition_changed(partition);
     }
 
@@ -484,7 +514,7 @@ impl<H: Host> Engine<H> {
     }
 
     /// Rule 5: data of a partition this node neither owns, follows nor merges is dropped.
-    fn drop_unowned_data(&self, partition: u32, state: &mut PartitionState) {
+    fn drop_unowned_data(&self, partition: u32, state: &mut PartitionState, ctx: &Ctx) {
         let me = self.config.me;
         if state.primary.is_some() || state.merge.is_some() {
             return;
@@ -495,12 +525,15 @@ impl<H: Host> Engine<H> {
             }
             // Out of step since its link to the primary dropped: the data may be the only copy
             // (the primary may be dead, or may have listed this node in a record that never
-            // arrived). Dropped only once that primary is reachable and does not list it.
+            // arrived). Dropped only once that primary is reachable and does not list it, and
+            // this node is not one of the partition's targets (whom the primary snapshots
+            // again, on top of this copy).
             let listed = state
                 .record
                 .as_ref()
                 .is_some_and(|record| record.primary == following.primary && record.is_backup(me));
-            if listed || self.ready_link(following.primary).is_none() {
+            let target = ctx.view.placement.targets(partition).contains(&me);
+            if listed || target || self.ready_link(following.primary).is_none() {
                 return;
             }
             state.following = None;
@@ -537,8 +570,9 @@ impl<H: Host> Engine<H> {
             && following.primary == peer
         {
             // Frames may have been lost with the link: this node is no longer in step. A partial
-            // snapshot is worthless; a complete copy is kept (see `Following::lost_step`).
-            if following.receiving {
+            // snapshot is worthless, unless it was applied on top of a kept copy; a complete copy
+            // is kept (see `Following::lost_step`).
+            if following.receiving && !following.in_place {
                 state.following = None;
             } else {
                 following.lost_step = true;
@@ -610,14 +644,13 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 ctx.now_ms,
             );
-            self.await_confirmation(partition, state, &[peer], ctx.now_ms);
         }
     }
 
-    /// `removed` were just taken out of `partition`'s record, this node its primary, without
-    /// being told (no link). In write-through, those still in the view may be alive and believe
-    /// they are backups: the partition executes nothing until each confirms or leaves the view
-    /// (`link::Confirmation`).
+    /// `removed` were just taken out of `partition`'s record, this node its primary. Those
+    /// without a link did not get the new record, and those still in the view may be alive and
+    /// believe they are backups (lock operations wait for backups in either write mode): the
+    /// partition executes nothing until each confirms or leaves the view (`link::Confirmation`).
     pub(super) fn await_confirmation(
         &self,
         partition: u32,
@@ -625,25 +658,32 @@ impl<H: Host> Engine<H> {
         removed: &[Member],
         now_ms: u64,
     ) {
-        if self.config.write_mode != WriteMode::Through {
-            return;
-        }
         let Some(primary) = &mut state.primary else {
             return;
         };
-        let view = self.view.read().clone();
         let mut peers = self.peers.lock();
+        // The view is read under `peers`: `handle_view` swaps it before it takes `peers` to end
+        // the confirmations of the members it removed, so a confirmation made here for a member
+        // it removes is either seen and ended there, or not made.
+        let view = self.view.read().clone();
         for &member in removed {
-            if !view.contains(member) || primary.awaiting.contains(&member) {
+            if !view.contains(member) {
                 continue;
             }
-            let confirmation = peers
-                .entry(member)
-                .or_default()
+            let peer = peers.entry(member).or_default();
+            if peer.link.is_some() {
+                // It got the record (`announce` waits for its acknowledgement).
+                continue;
+            }
+            let confirmation = peer
                 .confirmation
                 .get_or_insert_with(|| Confirmation::new(now_ms));
-            confirmation.partitions.push(partition);
-            primary.awaiting.push(member);
+            if !confirmation.partitions.contains(&partition) {
+                confirmation.partitions.push(partition);
+            }
+            if !primary.awaiting.contains(&member) {
+                primary.awaiting.push(member);
+            }
         }
         drop(peers);
         if !primary.awaiting.is_empty() {

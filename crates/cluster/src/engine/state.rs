@@ -179,6 +179,10 @@ pub(crate) struct Following {
     /// only copy if the primary died) until the primary is reachable again and does not list
     /// this node, a snapshot replaces it, or another primary receives it by merge.
     pub(crate) lost_step: bool,
+    /// Receiving a snapshot on top of the copy it kept after losing step with the same
+    /// primary (applied by version, not cleared first): if the primary dies meanwhile, that copy
+    /// is still there to be claimed with, short only of what the link reset cost.
+    pub(crate) in_place: bool,
 }
 
 /// Data being merged into the partition's primary.
