@@ -20,6 +20,38 @@ fn partition_with_primary(cluster: &Cluster, observer: usize, primary: usize) ->
         .expect("the node is primary of some partition")
 }
 
+/// Whether `partition_backed_up_by` wants the listed backups exactly, or among others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backups {
+    Exactly,
+    Include,
+}
+
+/// A partition whose primary is node `primary` and whose backups are `backups` (by index), in
+/// the primary's table.
+fn partition_backed_up_by(
+    cluster: &Cluster,
+    primary: usize,
+    backups: &[usize],
+    wanted: Backups,
+) -> u32 {
+    let members: Vec<Member> = backups
+        .iter()
+        .map(|&index| cluster.nodes[index].member)
+        .collect();
+    (0..PARTITIONS)
+        .find(|&p| {
+            cluster.nodes[primary].engine.record(p).is_some_and(|r| {
+                r.primary == cluster.nodes[primary].member
+                    && match wanted {
+                        Backups::Exactly => r.backups == members,
+                        Backups::Include => members.iter().all(|member| r.is_backup(*member)),
+                    }
+            })
+        })
+        .expect("some partition has that primary and those backups")
+}
+
 fn key_in(partition: u32, salt: &str) -> String {
     (0..)
         .map(|index| format!("{salt}:{index}"))
@@ -249,13 +281,7 @@ fn a_link_reset_removes_the_backup_which_is_snapshotted_again() {
         cluster.set(0, key, "1");
     }
     let snapshots_before = cluster.nodes[0].engine.stats().snapshots_completed;
-    let partition = (0..PARTITIONS)
-        .find(|&p| {
-            cluster.nodes[0].engine.record(p).is_some_and(|r| {
-                r.primary == cluster.nodes[0].member && r.is_backup(cluster.nodes[1].member)
-            })
-        })
-        .expect("a is primary of something b backs up");
+    let partition = partition_backed_up_by(&cluster, 0, &[1], Backups::Include);
     cluster.link_down(0, 1);
     // While the link is down a's partitions lose b as a backup, but b is alive and does not
     // know: they execute nothing until it does.
@@ -347,14 +373,7 @@ fn in_delayed_write_a_lock_is_not_acknowledged_while_its_backup_does_not_know_it
     let mut cluster = three_nodes(|config| config.write_mode = WriteMode::Delayed);
     let (a, b) = (0, 1);
     let b_member = cluster.nodes[b].member;
-    let partition = (0..PARTITIONS)
-        .find(|&p| {
-            cluster.nodes[a]
-                .engine
-                .record(p)
-                .is_some_and(|r| r.primary == cluster.nodes[a].member && r.backups == [b_member])
-        })
-        .expect("a is primary of something b backs up");
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
     let key = key_in(partition, "lock");
     let acquire = store::Op::LockAcquire {
         key: Bytes::copy_from_slice(key.as_bytes()),
@@ -385,14 +404,8 @@ fn in_delayed_write_a_lock_is_not_acknowledged_while_its_backup_does_not_know_it
 fn a_promoted_backup_does_not_acknowledge_writes_while_an_unlinked_backup_may_promote() {
     let mut cluster = three_nodes(|config| config.backups = 2);
     let (a, b, c) = (0, 1, 2);
-    let (b_member, c_member) = (cluster.nodes[b].member, cluster.nodes[c].member);
-    let partition = (0..PARTITIONS)
-        .find(|&p| {
-            cluster.nodes[a].engine.record(p).is_some_and(|r| {
-                r.primary == cluster.nodes[a].member && r.backups == [b_member, c_member]
-            })
-        })
-        .expect("a is primary of something b then c back up");
+    let b_member = cluster.nodes[b].member;
+    let partition = partition_backed_up_by(&cluster, a, &[b, c], Backups::Exactly);
     let key = key_in(partition, "promoted");
     cluster.set(a, &key, "1");
     // The b–c link resets, then a dies: b promotes itself without c, which it cannot tell.
@@ -427,14 +440,7 @@ fn a_backup_removed_by_a_link_reset_keeps_its_copy_until_snapshotted_again() {
     let mut cluster = Cluster::formed_pair();
     let (a, b) = (0, 1);
     let b_member = cluster.nodes[b].member;
-    let partition = (0..PARTITIONS)
-        .find(|&p| {
-            cluster.nodes[a]
-                .engine
-                .record(p)
-                .is_some_and(|r| r.primary == cluster.nodes[a].member && r.backups == [b_member])
-        })
-        .expect("a is primary of something b backs up");
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
     let keys: Vec<String> = (0..20)
         .map(|index| key_in(partition, &format!("kept{index}")))
         .collect();
@@ -474,16 +480,55 @@ fn a_backup_removed_by_a_link_reset_keeps_its_copy_until_snapshotted_again() {
 }
 
 #[test]
+fn an_in_place_snapshot_removes_what_the_primary_no_longer_has() {
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
+    let kept = key_in(partition, "kept");
+    let expiring = key_in(partition, "expiring");
+    cluster.set(a, &kept, "1");
+    cluster.set(a, &expiring, "1");
+    // The link resets; b confirms, but a's new snapshot of it waits on the link.
+    cluster.link_down(a, b);
+    cluster.hold_kinds.insert("snapshot_begin");
+    cluster.link_up(a, b);
+    cluster.run(100);
+    // Meanwhile `expiring` gets a short life on a, runs out and is swept: no tombstone.
+    let soon = store::Op::Set {
+        key: Bytes::copy_from_slice(expiring.as_bytes()),
+        value: Bytes::from_static(b"2"),
+        expiry: store::SetExpiry::AtMs(cluster.now_ms + 20),
+        condition: store::SetCondition::Always,
+        return_old: false,
+        flags: 0,
+    };
+    cluster.op(a, partition, soon);
+    cluster.run(50);
+    cluster.nodes[a]
+        .store
+        .partition(partition)
+        .sweep(cluster.now_ms, 1_000);
+    assert_eq!(
+        cluster.nodes[a].store.partition(partition).num_tombstones(),
+        0
+    );
+    assert_eq!(cluster.stored(b, &expiring).as_deref(), Some(&b"1"[..]));
+    cluster.hold_kinds.clear();
+    cluster.run(500);
+    cluster.assert_balanced(&[a, b], 1);
+    assert_eq!(cluster.stored(b, &kept).as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        cluster.stored(b, &expiring),
+        None,
+        "the kept copy's value of a key the primary no longer has is gone"
+    );
+}
+
+#[test]
 fn a_backup_that_stays_in_the_view_without_a_link_is_given_up_on_after_the_timeout() {
     let mut cluster = three_nodes(|_| {});
     let (a, b) = (0, 1);
-    let partition = (0..PARTITIONS)
-        .find(|&p| {
-            cluster.nodes[a].engine.record(p).is_some_and(|r| {
-                r.primary == cluster.nodes[a].member && r.is_backup(cluster.nodes[b].member)
-            })
-        })
-        .expect("a is primary of something b backs up");
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Include);
     cluster.link_down(a, b);
     assert!(
         !cluster.nodes[a]

@@ -1,7 +1,10 @@
 //! The follower's side: applying the stream (§6) and snapshots (§7), and taking a partition
 //! over by handoff (§8).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
 
 use super::state::{Following, PartitionState, PrimaryState, StreamMember, StreamPhase};
 use super::{Ctx, Engine, Host};
@@ -16,11 +19,13 @@ enum Applied {
 }
 
 impl<H: Host> Engine<H> {
-    /// Applies entries of the stream or a snapshot to this node's copy of the partition.
+    /// Applies entries of the stream or a snapshot to this node's copy of the partition. During
+    /// an in-place snapshot the keys they name are noted in `refreshed`.
     fn apply_entries(
         &self,
         partition: u32,
         entries: impl IntoIterator<Item = ReplicatedMutation>,
+        mut refreshed: Option<&mut HashSet<(u8, Bytes)>>,
         now_ms: u64,
     ) -> Applied {
         let mut data = self.store.partition(partition);
@@ -30,6 +35,9 @@ impl<H: Host> Engine<H> {
                     .checksum_mismatches
                     .fetch_add(1, Ordering::Relaxed);
                 return Applied::Corrupt;
+            }
+            if let Some(refreshed) = refreshed.as_deref_mut() {
+                refreshed.insert((entry.mutation.db, entry.mutation.key.clone()));
             }
             data.apply(entry.mutation, now_ms);
         }
@@ -84,7 +92,13 @@ impl<H: Host> Engine<H> {
                 if let Some(following) = &mut state.following {
                     following.next_seq += 1;
                 }
-                if let Applied::Corrupt = self.apply_entries(partition, mutations, ctx.now_ms) {
+                let refreshed = state
+                    .following
+                    .as_mut()
+                    .and_then(|following| following.refreshed.as_mut());
+                if let Applied::Corrupt =
+                    self.apply_entries(partition, mutations, refreshed, ctx.now_ms)
+                {
                     self.reset_stream(&mut state, from);
                 }
             }
@@ -160,6 +174,7 @@ impl<H: Host> Engine<H> {
             listed_epoch: None,
             lost_step: false,
             in_place,
+            refreshed: in_place.then(HashSet::new),
         });
         self.finish(partition, &state);
     }
@@ -187,7 +202,11 @@ impl<H: Host> Engine<H> {
         self.stats
             .snapshot_bytes_received
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        if let Applied::Corrupt = self.apply_entries(partition, mutations, ctx.now_ms) {
+        let refreshed = state
+            .following
+            .as_mut()
+            .and_then(|following| following.refreshed.as_mut());
+        if let Applied::Corrupt = self.apply_entries(partition, mutations, refreshed, ctx.now_ms) {
             self.lose_step(partition, &mut state, from, ctx.now_ms);
         }
         self.finish(partition, &state);
@@ -205,6 +224,15 @@ impl<H: Host> Engine<H> {
             Some(following) if following.primary == from && following.receiving => {
                 following.receiving = false;
                 following.in_place = false;
+                if let Some(refreshed) = following.refreshed.take() {
+                    // In place: the keys the snapshot and the stream did not name are gone on
+                    // the primary (deleted, or expired and swept, while this copy was out of
+                    // step).
+                    self.store.partition(partition).retain_keys(
+                        |db, key| refreshed.contains(&(db, Bytes::copy_from_slice(key))),
+                        ctx.now_ms,
+                    );
+                }
                 self.stats
                     .snapshots_received
                     .fetch_add(1, Ordering::Relaxed);
@@ -306,7 +334,11 @@ impl<H: Host> Engine<H> {
         state.primary_in_view = true;
         state.needs_evaluation = true;
         let epoch = record.epoch;
-        let frames = self.push_record(partition, record, ctx.now_ms);
+        let frames = self
+            .push_record(partition, record, ctx.now_ms)
+            .into_iter()
+            .map(|(_, link, frame)| (link, frame))
+            .collect();
         self.announce(partition, &mut state, frames);
         self.send(
             from,

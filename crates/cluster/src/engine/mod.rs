@@ -670,7 +670,7 @@ impl<H: Host> Engine<H> {
 
     /// The link layer received `Ack { frames }` from `from`.
     pub fn handle_ack(&self, from: Member, frames: u64) {
-        let confirmed = {
+        let (confirmed, held) = {
             let mut peers = self.peers.lock();
             let Some(state) = peers.get_mut(&from) else {
                 return;
@@ -680,18 +680,18 @@ impl<H: Host> Engine<H> {
             };
             link.note_acked(frames);
             match &state.confirmation {
-                None => None,
+                None => (None, false),
                 // It must confirm it was removed (`link::Confirmation`), and `frames` does not
                 // cover the table that tells it: the writes that waited for it stay
-                // unacknowledged.
+                // unacknowledged (waits on this link's own frames are not the host's).
                 Some(confirmation)
                     if confirmation
                         .table_frame
                         .is_none_or(|table_frame| frames < table_frame) =>
                 {
-                    return;
+                    (None, true)
                 }
-                Some(_) => state.confirmation.take(),
+                Some(_) => (state.confirmation.take(), false),
             }
         };
         if let Some(confirmation) = confirmed {
@@ -700,7 +700,9 @@ impl<H: Host> Engine<H> {
                 .fetch_add(1, Ordering::Relaxed);
             self.end_confirmation(from, confirmation, frames, None);
         }
-        self.host.acked(from, frames);
+        if !held {
+            self.host.acked(from, frames);
+        }
         self.complete_pending_replies();
         // An acknowledgement carries no time: the requests deferred behind an announcement run
         // at the next tick, with its clock. Run here, they would take the last membership

@@ -154,7 +154,16 @@ impl<H: Host> Engine<H> {
     ) -> SmallList<(Member, u64)> {
         let mut waits = SmallList::new();
         for member in &primary.stream {
-            if member.unreachable || !matches!(member.phase, StreamPhase::Synced) {
+            if !matches!(member.phase, StreamPhase::Synced) {
+                continue;
+            }
+            if member.unreachable {
+                // The send to it failed (its link is closing): the write is not acknowledged
+                // until it confirmed it was removed (`link::Confirmation`) or left the view. A
+                // frame number no frame sent so far has.
+                if write_mode == WriteMode::Through {
+                    waits.push((member.member, member.link.sent_frames() + 1));
+                }
                 continue;
             }
             match write_mode {

@@ -105,6 +105,7 @@ impl<H: Host> Engine<H> {
                         listed_epoch: Some(new.epoch),
                         lost_step: false,
                         in_place: false,
+                        refreshed: None,
                     });
                 }
             } else {
@@ -153,6 +154,7 @@ impl<H: Host> Engine<H> {
                         listed_epoch: Some(new.epoch),
                         lost_step: following.lost_step,
                         in_place: false,
+                        refreshed: None,
                     });
                 }
             }
@@ -280,15 +282,14 @@ impl<H: Host> Engine<H> {
             // Every owner is gone: more nodes failed than there are backups.
             self.stats.lost_partitions.fetch_add(1, Ordering::Relaxed);
             // Whatever this node still holds (a copy it kept after losing step, a snapshot
-            // cut short) may lack the owners' last writes: every key older than the claim is
-            // possibly stale (§9.2), as after a delayed-write promotion.
+            // cut short), and whatever copies are merged into it later, may lack the owners'
+            // last writes: every key older than the claim is possibly stale (§9.2), as after a
+            // delayed-write promotion.
             let held = self.store.partition(partition).num_keys();
-            if held > 0 {
-                self.stats
-                    .failover_marked_keys
-                    .fetch_add(held, Ordering::Relaxed);
-                suspect_before_hlc = self.store.hlc().now(ctx.now_ms).hlc.max(suspect_before_hlc);
-            }
+            self.stats
+                .failover_marked_keys
+                .fetch_add(held, Ordering::Relaxed);
+            suspect_before_hlc = self.store.hlc().now(ctx.now_ms).hlc.max(suspect_before_hlc);
         }
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
         self.become_primary(state, PrimaryState::new());
@@ -403,10 +404,19 @@ impl<H: Host> Engine<H> {
                     && !record.backups.contains(backup)
             })
             .collect();
-        let frames = self.push_record(partition, record, now_ms);
+        let pushed = self.push_record(partition, record, now_ms);
+        // Those the record reached learn it before this node acts under it (`announce`).
+        let unreached: Vec<Member> = dropped
+            .into_iter()
+            .filter(|backup| !pushed.iter().any(|(member, _, _)| member == backup))
+            .collect();
+        let frames = pushed
+            .into_iter()
+            .map(|(_, link, frame)| (link, frame))
+            .collect();
         self.announce(partition, state, frames);
-        if !dropped.is_empty() {
-            self.await_confirmation(partition, state, &dropped, now_ms);
+        if !unreached.is_empty() {
+            self.await_confirmation(partition, state, &unreached, now_ms);
         }
         self.host.partition_changed(partition);
     }
@@ -423,13 +433,14 @@ impl<H: Host> Engine<H> {
         state.primary = Some(primary);
     }
 
-    /// Sends `record` to every linked peer; returns the frame each got.
+    /// Sends `record` to every linked peer; returns those it was queued to, with the frame each
+    /// got.
     pub(super) fn push_record(
         &self,
         partition: u32,
         record: Record,
         now_ms: u64,
-    ) -> Vec<(Arc<PeerLink>, u64)> {
+    ) -> Vec<(Member, Arc<PeerLink>, u64)> {
         let message = PeerMessage::Record { partition, record };
         let links: Vec<(Member, Arc<PeerLink>)> = self
             .peers
@@ -441,7 +452,7 @@ impl<H: Host> Engine<H> {
         for (member, link) in links {
             if let Some(frame) = self.host.send(member, &message) {
                 link.note_sent(frame, now_ms);
-                frames.push((link, frame));
+                frames.push((member, link, frame));
             }
         }
         frames
@@ -575,7 +586,12 @@ impl<H: Host> Engine<H> {
             if following.receiving && !following.in_place {
                 state.following = None;
             } else {
+                // An in-place snapshot cut short leaves the kept copy, partly brought up to
+                // date: a copy like any other kept one (it may be merged into a new primary).
                 following.lost_step = true;
+                following.receiving = false;
+                following.in_place = false;
+                following.refreshed = None;
             }
             state.needs_evaluation = true;
         }
@@ -647,10 +663,11 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// `removed` were just taken out of `partition`'s record, this node its primary. Those
-    /// without a link did not get the new record, and those still in the view may be alive and
-    /// believe they are backups (lock operations wait for backups in either write mode): the
-    /// partition executes nothing until each confirms or leaves the view (`link::Confirmation`).
+    /// `removed` were just taken out of `partition`'s record, this node its primary, and the
+    /// new record could not be sent to them (no link, or a link that is closing). Those still
+    /// in the view may be alive and believe they are backups (lock operations wait for backups
+    /// in either write mode): the partition executes nothing until each confirms or leaves the
+    /// view (`link::Confirmation`).
     pub(super) fn await_confirmation(
         &self,
         partition: u32,
@@ -670,12 +687,9 @@ impl<H: Host> Engine<H> {
             if !view.contains(member) {
                 continue;
             }
-            let peer = peers.entry(member).or_default();
-            if peer.link.is_some() {
-                // It got the record (`announce` waits for its acknowledgement).
-                continue;
-            }
-            let confirmation = peer
+            let confirmation = peers
+                .entry(member)
+                .or_default()
                 .confirmation
                 .get_or_insert_with(|| Confirmation::new(now_ms));
             if !confirmation.partitions.contains(&partition) {
@@ -885,9 +899,13 @@ impl<H: Host> Engine<H> {
         let links: SmallList<_> = waits
             .iter()
             .filter_map(|(member, frame)| {
+                // A member a send just failed to has left the stream; the wait is on its
+                // closing link, released when it confirms (`link::Confirmation`).
                 primary
                     .stream_member(*member)
-                    .map(|entry| (entry.link.clone(), *frame))
+                    .map(|entry| entry.link.clone())
+                    .or_else(|| self.link(*member))
+                    .map(|link| (link, *frame))
             })
             .collect();
         self.pending_replies.lock().push(PendingReply {

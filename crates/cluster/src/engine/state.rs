@@ -183,6 +183,9 @@ pub(crate) struct Following {
     /// primary (applied by version, not cleared first): if the primary dies meanwhile, that copy
     /// is still there to be claimed with, short only of what the link reset cost.
     pub(crate) in_place: bool,
+    /// During an in-place snapshot, the keys the snapshot and the stream named: at its end the
+    /// others, which the primary no longer has, are removed.
+    pub(crate) refreshed: Option<std::collections::HashSet<(u8, bytes::Bytes)>>,
 }
 
 /// Data being merged into the partition's primary.

@@ -102,7 +102,8 @@ counters! {
     deferred_rejected,
     /// Relayed requests that waited too long.
     deferred_timed_out,
-    /// Keys marked possibly stale by delayed-write promotions.
+    /// Keys marked possibly stale by delayed-write promotions and by claims of partitions whose
+    /// owners were all lost.
     failover_marked_keys,
     /// Records this node authored.
     records_authored,

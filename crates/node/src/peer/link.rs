@@ -408,19 +408,23 @@ mod tests {
         link.close();
     }
 
-    #[tokio::test]
-    async fn a_link_closed_by_a_frame_delivers_none_of_the_frames_read_behind_it() {
+    /// Writes `bodies` framed in one write (so one read takes them all), one of them "bad",
+    /// and waits until the link closed.
+    async fn closed_by_a_bad_frame(bodies: &[&[u8]]) -> (Arc<Link>, Arc<Recorder>) {
         let (link, recorder, mut peer) = recorded_link().await;
-        // Three frames in one write, so one read takes them all.
-        peer.write_all(&framed(&[b"one", b"bad", b"two"]))
-            .await
-            .expect("write");
+        peer.write_all(&framed(bodies)).await.expect("write");
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
             recorder.closed.notified(),
         )
         .await
         .expect("the link closes");
+        (link, recorder)
+    }
+
+    #[tokio::test]
+    async fn a_link_closed_by_a_frame_delivers_none_of_the_frames_read_behind_it() {
+        let (link, recorder) = closed_by_a_bad_frame(&[b"one", b"bad", b"two"]).await;
         let frames: Vec<Bytes> = recorder.frames.lock().clone();
         assert_eq!(frames, [&b"one"[..], b"bad"]);
         assert!(link.is_closed());
@@ -433,16 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_link_closed_by_the_last_frame_of_a_read_acknowledges_nothing() {
-        let (_link, recorder, mut peer) = recorded_link().await;
-        peer.write_all(&framed(&[b"one", b"bad"]))
-            .await
-            .expect("write");
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            recorder.closed.notified(),
-        )
-        .await
-        .expect("the link closes");
+        let (_link, recorder) = closed_by_a_bad_frame(&[b"one", b"bad"]).await;
         assert_eq!(recorder.frames.lock().len(), 2);
         assert_eq!(recorder.batch_ends.lock().clone(), Vec::<usize>::new());
     }

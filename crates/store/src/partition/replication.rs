@@ -74,6 +74,32 @@ impl Partition {
         applied
     }
 
+    /// Removes every key and tombstone for which `keep(db, key)` is false, leaving no
+    /// tombstone and describing no mutation: for a replica brought up to date in place by a
+    /// snapshot, the keys its primary no longer has (deleted, or expired and swept, while the
+    /// replica was out of step). Returns how many it removed.
+    pub fn retain_keys(&mut self, mut keep: impl FnMut(u8, &[u8]) -> bool, now_ms: u64) -> usize {
+        let mut doomed: Vec<(u8, bytes::Bytes)> = Vec::new();
+        for (db, buckets) in self.keyspace.dbs.iter().enumerate() {
+            let db = db as u8;
+            for bucket in buckets.values() {
+                for key_slot in bucket.slots() {
+                    if !keep(db, &key_slot.key) {
+                        doomed.push((db, key_slot.key.clone()));
+                    }
+                }
+            }
+        }
+        let shared = &*self.shared;
+        for (db, key) in &doomed {
+            self.keyspace.modify(shared, *db, key, now_ms, |slot| {
+                *slot = None;
+                ((), None)
+            });
+        }
+        doomed.len()
+    }
+
     /// The current state of the next keys after `cursor`, about `max_items` of them (more when keys
     /// share a SCAN position): a Put per live key and a Delete per tombstone, so a backup also
     /// learns of recent deletes. Advances `cursor`; an empty result means the export is finished.
