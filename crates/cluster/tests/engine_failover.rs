@@ -525,6 +525,45 @@ fn an_in_place_snapshot_removes_what_the_primary_no_longer_has() {
 }
 
 #[test]
+fn a_write_whose_send_to_a_backup_failed_waits_for_that_backup_to_confirm() {
+    let mut cluster = three_nodes(|_| {});
+    let (a, b) = (0, 1);
+    let b_member = cluster.nodes[b].member;
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
+    let key = key_in(partition, "failed-send");
+    cluster.set(a, &key, "1");
+    // The link is closing: a's send to b fails before the engine hears of the end.
+    cluster.sever(a, b);
+    let execution =
+        cluster.nodes[a]
+            .engine
+            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms);
+    let Execution::AwaitAcks { waits, .. } = execution else {
+        panic!("the write waits although its send failed: {execution:?}");
+    };
+    let (member, frame) = *waits.iter().next().expect("one wait");
+    assert_eq!(member, b_member);
+    assert_eq!(
+        cluster.nodes[a]
+            .engine
+            .execute(partition, 0, set_op(&key, "3"), cluster.now_ms),
+        Execution::Wait {
+            reason: cluster::engine::WaitReason::BackupUnconfirmed
+        }
+    );
+    cluster.link_down(a, b);
+    cluster.run(100);
+    assert!(
+        cluster.nodes[a].host.acked(b_member) < frame,
+        "not acknowledged while b may promote itself without it"
+    );
+    cluster.link_up(a, b);
+    cluster.run(500);
+    assert!(cluster.nodes[a].host.acked(b_member) >= frame);
+    assert_eq!(cluster.stored(b, &key).as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
 fn a_backup_that_stays_in_the_view_without_a_link_is_given_up_on_after_the_timeout() {
     let mut cluster = three_nodes(|_| {});
     let (a, b) = (0, 1);

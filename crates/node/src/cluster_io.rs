@@ -140,6 +140,10 @@ impl Host for ClusterHost {
         self.lock_signals.mark(partition);
     }
 
+    fn frames_sent(&self, to: Member) -> u64 {
+        self.peers.frames_sent(to)
+    }
+
     fn reset_link(&self, to: Member) {
         if let Some(link) = self.peers.link_to(to) {
             tracing::warn!(peer = ?to, "replication stream out of step; resetting the link");

@@ -177,6 +177,10 @@ impl Host for SimHost {
         self.0.lock().resets.push(to);
     }
 
+    fn frames_sent(&self, to: Member) -> u64 {
+        self.0.lock().last_frame.get(&to).copied().unwrap_or(0)
+    }
+
     fn acked(&self, from: Member, frames: u64) {
         let mut state = self.0.lock();
         // A release (`u64::MAX`) covers the frames sent so far, not the ones a later link

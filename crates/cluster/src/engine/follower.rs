@@ -174,7 +174,9 @@ impl<H: Host> Engine<H> {
             listed_epoch: None,
             lost_step: false,
             in_place,
-            refreshed: in_place.then(HashSet::new),
+            // Keys the snapshot does not name are removed at its end, unless a merge still has
+            // to send them (then everything is kept, as the snapshot applies by version).
+            refreshed: (in_place && state.merge.is_none()).then(HashSet::new),
         });
         self.finish(partition, &state);
     }

@@ -143,6 +143,9 @@ pub(crate) struct Confirmation {
     pub(crate) table_frame: Option<u64>,
     /// The partitions, primary here, that wait for it.
     pub(crate) partitions: Vec<u32>,
+    /// The highest frame number toward it when its last link ended (the host's count, which
+    /// includes frames the engine does not note).
+    pub(crate) ended_last_frame: u64,
 }
 
 impl Confirmation {
@@ -152,6 +155,7 @@ impl Confirmation {
             ended: Vec::new(),
             table_frame: None,
             partitions: Vec::new(),
+            ended_last_frame: 0,
         }
     }
 

@@ -79,6 +79,9 @@ pub trait Host: Send + Sync + 'static {
     /// Acknowledgements from `from` now cover frames up to `frames`, or `from` was removed and
     /// all waits on it are released (`frames = u64::MAX`). The host wakes write-through waiters.
     fn acked(&self, from: Member, frames: u64);
+    /// The highest number any frame toward `to` has had so far, on any link (the next frame
+    /// gets a higher one).
+    fn frames_sent(&self, to: Member) -> u64;
     /// Closes the current link to `to` now: no frame read on it after the one being handled
     /// is handled, and nothing more is acknowledged on it. The end of the link is reported
     /// ([`Engine::handle_link_down`]) as for any other reset, later, outside this call.
@@ -898,6 +901,9 @@ impl<H: Host> Engine<H> {
                 Some(confirmation) => {
                     confirmation.ended.push(Arc::clone(&link));
                     confirmation.table_frame = None;
+                    confirmation.ended_last_frame = confirmation
+                        .ended_last_frame
+                        .max(self.host.frames_sent(peer));
                     true
                 }
                 None => false,
@@ -1437,9 +1443,13 @@ impl<H: Host> Engine<H> {
             self.stats
                 .removals_unconfirmed
                 .fetch_add(1, Ordering::Relaxed);
-            // The current link's acknowledgements were held back too.
+            // The current link's acknowledgements were held back too; a write whose send failed
+            // waits for the first number after the ended links' (`waits`).
             let current = self.link(member).map_or(0, |link| link.acked_frames());
-            let frames = confirmation.ended_frames().max(current);
+            let frames = confirmation
+                .ended_frames()
+                .max(confirmation.ended_last_frame + 1)
+                .max(current);
             self.end_confirmation(member, confirmation, frames, Some(now_ms));
         }
     }
@@ -1530,6 +1540,9 @@ mod tests {
         fn partition_changed(&self, _partition: u32) {}
         fn acked(&self, _from: Member, _frames: u64) {}
         fn reset_link(&self, _to: Member) {}
+        fn frames_sent(&self, _to: Member) -> u64 {
+            0
+        }
     }
 
     #[test]

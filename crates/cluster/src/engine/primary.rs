@@ -159,10 +159,11 @@ impl<H: Host> Engine<H> {
             }
             if member.unreachable {
                 // The send to it failed (its link is closing): the write is not acknowledged
-                // until it confirmed it was removed (`link::Confirmation`) or left the view. A
-                // frame number no frame sent so far has.
+                // until it confirmed it was removed (`link::Confirmation`: its acknowledgements
+                // are held until then), left the view, or was given up on. The wait is for a
+                // number past every frame sent to it so far.
                 if write_mode == WriteMode::Through {
-                    waits.push((member.member, member.link.sent_frames() + 1));
+                    waits.push((member.member, self.host.frames_sent(member.member) + 1));
                 }
                 continue;
             }

@@ -137,7 +137,9 @@ impl<H: Host> Engine<H> {
                 }
             }
             Some(following) => {
-                let synced = !following.receiving;
+                // A copy being brought up to date in place is a whole copy (the kept one, with
+                // whatever of the snapshot arrived).
+                let synced = !following.receiving || following.in_place;
                 // A handoff keeps the old primary among the owners, and the old primary made
                 // sure every backup had everything first; any other change of primary
                 // (promotion, claim, a split's winner) may leave this node with writes the new
@@ -899,13 +901,18 @@ impl<H: Host> Engine<H> {
         let links: SmallList<_> = waits
             .iter()
             .filter_map(|(member, frame)| {
-                // A member a send just failed to has left the stream; the wait is on its
-                // closing link, released when it confirms (`link::Confirmation`).
-                primary
-                    .stream_member(*member)
-                    .map(|entry| entry.link.clone())
-                    .or_else(|| self.link(*member))
-                    .map(|link| (link, *frame))
+                if let Some(entry) = primary.stream_member(*member) {
+                    return Some((entry.link.clone(), *frame));
+                }
+                // A member a send just failed to has left the stream, and must confirm it was
+                // removed: the reply waits on a link of its own that nothing acknowledges and
+                // the end of that confirmation releases (`link::Confirmation::ended`). Without
+                // a confirmation it has left the view: nothing to wait for.
+                let mut peers = self.peers.lock();
+                let confirmation = peers.get_mut(member)?.confirmation.as_mut()?;
+                let held = Arc::new(PeerLink::new());
+                confirmation.ended.push(Arc::clone(&held));
+                Some((held, 1))
             })
             .collect();
         self.pending_replies.lock().push(PendingReply {

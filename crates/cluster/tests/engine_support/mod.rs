@@ -81,6 +81,10 @@ impl Host for TestHost {
     fn reset_link(&self, to: Member) {
         self.0.lock().resets.push(to);
     }
+
+    fn frames_sent(&self, to: Member) -> u64 {
+        self.0.lock().next_frame.get(&to).map_or(0, |next| next - 1)
+    }
 }
 
 impl TestHost {
@@ -243,14 +247,21 @@ impl Cluster {
         self.nodes[b].engine.handle_link_up(member_a, self.now_ms);
     }
 
-    /// Cuts the link: frames not yet delivered are lost.
-    pub fn link_down(&mut self, a: usize, b: usize) {
+    /// Cuts the link in the hosts only, as a link closes before its end is reported: sends on
+    /// it fail, the engines do not know yet. `link_down` reports it.
+    pub fn sever(&mut self, a: usize, b: usize) {
         let (member_a, member_b) = (self.nodes[a].member, self.nodes[b].member);
         for (from, to) in [(a, member_b), (b, member_a)] {
             let mut state = self.nodes[from].host.0.lock();
             state.links.remove(&to);
             state.outbox.remove(&to);
         }
+    }
+
+    /// Cuts the link: frames not yet delivered are lost.
+    pub fn link_down(&mut self, a: usize, b: usize) {
+        let (member_a, member_b) = (self.nodes[a].member, self.nodes[b].member);
+        self.sever(a, b);
         self.nodes[a].engine.handle_link_down(member_b, self.now_ms);
         self.nodes[b].engine.handle_link_down(member_a, self.now_ms);
     }

@@ -310,6 +310,25 @@ impl Peers {
         )
     }
 
+    /// The highest frame number used toward `member`'s node so far, on any link.
+    pub(crate) fn frames_sent(&self, member: Member) -> u64 {
+        let current = self
+            .links
+            .lock()
+            .get(&member.id)
+            .map_or(0, |link| link.last_frame_number());
+        current.max(self.ended_frame_number(member.id))
+    }
+
+    /// The last frame number of the closed links to `id`'s node: where its next link starts.
+    fn ended_frame_number(&self, id: NodeId) -> u64 {
+        self.last_frame_numbers
+            .lock()
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Records the last frame number of a closed link, where the next link to its node starts.
     fn note_last_frame_number(&self, link: &Link) {
         let mut last_frame_numbers = self.last_frame_numbers.lock();
@@ -333,15 +352,11 @@ impl Peers {
             // (keeping no state for a link that is up, and so never counting its
             // acknowledgements).
             old.close();
-            old.report_down(handler.as_ref());
+            // Noted first: the engine asks for it when it hears of the end (`frames_sent`).
             self.note_last_frame_number(&old);
+            old.report_down(handler.as_ref());
         }
-        let frame_base = self
-            .last_frame_numbers
-            .lock()
-            .get(&member.id)
-            .copied()
-            .unwrap_or(0);
+        let frame_base = self.ended_frame_number(member.id);
         let link = Arc::new(Link::new(member, frame_base));
         self.links.lock().insert(member.id, Arc::clone(&link));
         handler.on_link_up(&link);
