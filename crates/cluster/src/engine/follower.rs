@@ -336,12 +336,8 @@ impl<H: Host> Engine<H> {
         state.primary_in_view = true;
         state.needs_evaluation = true;
         let epoch = record.epoch;
-        let frames = self
-            .push_record(partition, record, ctx.now_ms)
-            .into_iter()
-            .map(|(_, link, frame)| (link, frame))
-            .collect();
-        self.announce(partition, &mut state, frames);
+        let pushed = self.push_record(partition, record, ctx.now_ms);
+        self.announce(partition, &mut state, pushed);
         self.send(
             from,
             &PeerMessage::HandoffDone { partition, epoch },

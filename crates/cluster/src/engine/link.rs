@@ -17,8 +17,6 @@ const LAG_SAMPLES_MAX: usize = 4096;
 pub(crate) struct PeerLink {
     /// Highest frame number the peer acknowledged.
     acked_frames: AtomicU64,
-    /// Highest frame number sent (and noted) on this link.
-    sent_frames: AtomicU64,
     /// The peer's table arrived on this link (the exchange of PROTOCOL.md §10 is done).
     exchanged: AtomicBool,
     /// The link is gone or the member left the view: waits on it are released.
@@ -32,7 +30,6 @@ impl PeerLink {
     pub(crate) fn new() -> PeerLink {
         PeerLink {
             acked_frames: AtomicU64::new(0),
-            sent_frames: AtomicU64::new(0),
             exchanged: AtomicBool::new(false),
             released: AtomicBool::new(false),
             lag_samples: Mutex::new(VecDeque::new()),
@@ -41,7 +38,6 @@ impl PeerLink {
 
     /// Records that frame `frame` was queued at `now_ms`.
     pub(crate) fn note_sent(&self, frame: u64, now_ms: u64) {
-        self.sent_frames.fetch_max(frame, Ordering::AcqRel);
         let mut samples = self.lag_samples.lock();
         let full = samples.len() >= LAG_SAMPLES_MAX;
         match samples.back_mut() {
@@ -63,10 +59,6 @@ impl PeerLink {
 
     pub(crate) fn acked_frames(&self) -> u64 {
         self.acked_frames.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn sent_frames(&self) -> u64 {
-        self.sent_frames.load(Ordering::Acquire)
     }
 
     /// Whether a wait for `frame` is over: acknowledged, or the link released.
@@ -143,8 +135,8 @@ pub(crate) struct Confirmation {
     pub(crate) table_frame: Option<u64>,
     /// The partitions, primary here, that wait for it.
     pub(crate) partitions: Vec<u32>,
-    /// The highest frame number toward it when its last link ended (the host's count, which
-    /// includes frames the engine does not note).
+    /// The highest frame number toward it when its last link ended (the host's count): every
+    /// wait on its ended links is for a frame up to this one.
     pub(crate) ended_last_frame: u64,
 }
 
@@ -157,15 +149,6 @@ impl Confirmation {
             partitions: Vec::new(),
             ended_last_frame: 0,
         }
-    }
-
-    /// The highest frame any wait on its ended links can be for.
-    pub(crate) fn ended_frames(&self) -> u64 {
-        self.ended
-            .iter()
-            .map(|link| link.sent_frames())
-            .max()
-            .unwrap_or(0)
     }
 }
 

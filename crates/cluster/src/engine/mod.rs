@@ -1446,10 +1446,7 @@ impl<H: Host> Engine<H> {
             // The current link's acknowledgements were held back too; a write whose send failed
             // waits for the first number after the ended links' (`waits`).
             let current = self.link(member).map_or(0, |link| link.acked_frames());
-            let frames = confirmation
-                .ended_frames()
-                .max(confirmation.ended_last_frame + 1)
-                .max(current);
+            let frames = (confirmation.ended_last_frame + 1).max(current);
             self.end_confirmation(member, confirmation, frames, Some(now_ms));
         }
     }

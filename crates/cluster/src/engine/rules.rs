@@ -412,11 +412,7 @@ impl<H: Host> Engine<H> {
             .into_iter()
             .filter(|backup| !pushed.iter().any(|(member, _, _)| member == backup))
             .collect();
-        let frames = pushed
-            .into_iter()
-            .map(|(_, link, frame)| (link, frame))
-            .collect();
-        self.announce(partition, state, frames);
+        self.announce(partition, state, pushed);
         if !unreached.is_empty() {
             self.await_confirmation(partition, state, &unreached, now_ms);
         }
@@ -460,20 +456,22 @@ impl<H: Host> Engine<H> {
         frames
     }
 
-    /// This node is primary of `partition` under the record `frames` carried: it acts once
+    /// This node is primary of `partition` under the record `pushed` carried: it acts once
     /// they are acknowledged.
     pub(super) fn announce(
         &self,
         partition: u32,
         state: &mut PartitionState,
-        frames: Vec<(Arc<PeerLink>, u64)>,
+        pushed: Vec<(Member, Arc<PeerLink>, u64)>,
     ) {
         if let Some(primary) = &mut state.primary {
             // Acknowledgements of an earlier record still count: they are older frames.
             primary
                 .announce
                 .retain(|(link, frame)| !link.is_satisfied(*frame));
-            primary.announce.extend(frames);
+            primary
+                .announce
+                .extend(pushed.into_iter().map(|(_, link, frame)| (link, frame)));
             if !primary.is_announced() {
                 self.announcing.lock().insert(partition);
             } else {
