@@ -493,7 +493,8 @@ fn an_in_place_snapshot_removes_what_the_primary_no_longer_has() {
     cluster.hold_kinds.insert("snapshot_begin");
     cluster.link_up(a, b);
     cluster.run(100);
-    // Meanwhile `expiring` gets a short life on a, runs out and is swept: no tombstone.
+    // Meanwhile `expiring` gets a short life on a, runs out, and its tombstone ages out and is
+    // swept: a holds nothing of it.
     let soon = store::Op::Set {
         key: Bytes::copy_from_slice(expiring.as_bytes()),
         value: Bytes::from_static(b"2"),
@@ -504,10 +505,11 @@ fn an_in_place_snapshot_removes_what_the_primary_no_longer_has() {
     };
     cluster.op(a, partition, soon);
     cluster.run(50);
+    let tombstone_ttl_ms = cluster.nodes[a].store.config().tombstone_ttl_ms;
     cluster.nodes[a]
         .store
         .partition(partition)
-        .sweep(cluster.now_ms, 1_000);
+        .sweep(cluster.now_ms + tombstone_ttl_ms, 1_000);
     assert_eq!(
         cluster.nodes[a].store.partition(partition).num_tombstones(),
         0

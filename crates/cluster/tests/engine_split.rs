@@ -103,6 +103,52 @@ fn a_deletion_on_one_side_of_a_split_is_not_undone_by_the_heal() {
 }
 
 #[test]
+fn an_expiry_on_one_side_of_a_split_is_not_undone_by_the_heal() {
+    let mut cluster = Cluster::formed_pair();
+    let keys = keys(40);
+    for key in &keys {
+        cluster.set(0, key, "old");
+    }
+    cluster.link_down(0, 1);
+    cluster.set_view(&[0]);
+    cluster.set_view(&[1]);
+    cluster.run(200);
+    // Side 1 writes every key again with a short life; the writes run out there. Half of them
+    // are swept, the other half nobody touches before the heal.
+    for key in &keys {
+        let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+        cluster.op(
+            1,
+            partition,
+            store::Op::Set {
+                key: Bytes::from(key.clone()),
+                value: Bytes::from_static(b"short"),
+                expiry: store::SetExpiry::AtMs(cluster.now_ms + 20),
+                condition: store::SetCondition::Always,
+                return_old: false,
+                flags: 0,
+            },
+        );
+    }
+    cluster.run(50);
+    for key in keys.iter().step_by(2) {
+        let partition = store::partition_of(key.as_bytes(), PARTITIONS);
+        let mut data = cluster.nodes[1].store.partition(partition);
+        data.sweep(cluster.now_ms, 1_000);
+        assert!(data.num_tombstones() > 0, "{key} swept into a tombstone");
+    }
+    cluster.set_view(&[0, 1]);
+    cluster.link_up(0, 1);
+    cluster.run(1_000);
+    cluster.assert_balanced(&[0, 1], 1);
+    for key in &keys {
+        assert_eq!(cluster.get(0, key), Reply::Nil, "{key} came back");
+        assert_eq!(cluster.stored(0, key), None, "{key} on a");
+        assert_eq!(cluster.stored(1, key), None, "{key} on b");
+    }
+}
+
+#[test]
 fn a_node_that_learns_a_higher_epoch_stops_accepting_writes_at_once() {
     let cluster = Cluster::formed_pair();
     let partition = (0..PARTITIONS)

@@ -25,10 +25,10 @@ use crate::world::{Sim, Status};
 /// A partition's content: (db, key) → state.
 type Content = BTreeMap<(u8, Bytes), Change>;
 
-/// A partition's content at `now_ms`: entries whose deadline passed are absent, as every read
-/// sees them. A replica drops an expired entry when something touches it (or its sweeper runs),
-/// by its own clock and without replicating anything, so expired entries may differ between
-/// replicas (lock leases are the entries that expire here).
+/// A partition's content at `now_ms`: an entry whose deadline passed is the tombstone of its
+/// version, as it becomes when something touches it or the sweeper runs. A replica does that by
+/// its own clock and without replicating anything, so it may have happened on one replica and not
+/// yet on another (lock leases are the entries that expire here).
 fn export_all(store: &store::Store, partition: u32, now_ms: u64) -> Content {
     let data = store.partition(partition);
     let mut cursor = ExportCursor::new();
@@ -39,13 +39,15 @@ fn export_all(store: &store::Store, partition: u32, now_ms: u64) -> Content {
             break;
         }
         for mutation in chunk {
-            if let Change::Put(image) = &mutation.change
-                && image.expire_at_ms != 0
-                && now_ms > image.expire_at_ms
-            {
-                continue;
-            }
-            content.insert((mutation.db, mutation.key), mutation.change);
+            let change = match mutation.change {
+                Change::Put(image) if image.expire_at_ms != 0 && now_ms > image.expire_at_ms => {
+                    Change::Delete {
+                        version: image.version,
+                    }
+                }
+                change => change,
+            };
+            content.insert((mutation.db, mutation.key), change);
         }
     }
     content

@@ -706,7 +706,7 @@ fn tokens_grow_across_grants_releases_expiries_and_a_failover_to_a_backup() {
         Reply::Integer(1)
     );
     tokens.push(token_of(&run_on_primary(acquire("w2", 100), NOW_MS + 1)));
-    // Expired and swept on both: no entry, no tombstone left.
+    // Expired and swept on both: the tombstone of the lease's version is left.
     let later_ms = NOW_MS + 200;
     primary.partition(0).sweep(later_ms, 100);
     backup.partition(0).sweep(later_ms, 100);

@@ -199,6 +199,19 @@ pub(crate) fn delete_with_tombstone(
     (version, Effect::Delete { version })
 }
 
+/// What an expired entry becomes: a tombstone of its version, so that an older write of the key
+/// arriving later (a merge after a network split) cannot bring it back (invariant 5). Every
+/// replica expires the entry by the same deadline and so holds the same tombstone, until
+/// `tombstone_ttl_ms` after that deadline.
+fn expiry_tombstone(shared: &Shared, entry: &Entry) -> Slot {
+    Slot::Tombstone {
+        version: entry.version,
+        purge_at_ms: entry
+            .expire_at_ms
+            .saturating_add(shared.config.tombstone_ttl_ms),
+    }
+}
+
 #[derive(Debug)]
 struct KeySlot {
     key: Bytes,
@@ -360,8 +373,8 @@ struct Keyspace {
 }
 
 impl Keyspace {
-    /// Runs `f` on the state of `key` (`None` = absent; an expired entry is presented as absent
-    /// and removed unless `f` writes something) and stores what `f` leaves. `f` returns its
+    /// Runs `f` on the state of `key` (`None` = absent; an expired entry is presented as the
+    /// tombstone of its version, which is kept unless `f` writes something) and stores what `f` leaves. `f` returns its
     /// result and, for a write, the change to replicate. Keeps the expiry index, the partition
     /// totals and the store-wide counters true.
     fn modify<R>(
@@ -400,8 +413,8 @@ impl Keyspace {
         }
         let before = summarize(key.len(), slot.as_ref());
         let expired = matches!(&slot, Some(Slot::Live(entry)) if entry.is_expired(now_ms));
-        if expired {
-            slot = None;
+        if expired && let Some(Slot::Live(entry)) = &slot {
+            slot = Some(expiry_tombstone(shared, entry));
         }
         let (result, effect) = f(&mut slot);
         let change = if *skip_mutations {
@@ -745,12 +758,12 @@ impl Partition {
         Outcome { reply, mutations }
     }
 
-    /// Removes at most `budget` expired entries and old tombstones, earliest deadline first;
-    /// returns how many it removed. Bounded work, O(budget · log n): the node calls it on a timer
+    /// Turns at most `budget` expired entries into tombstones and removes old tombstones, earliest
+    /// deadline first; returns how many it handled. Bounded work, O(budget · log n): the node calls it on a timer
     /// across partitions, so a million keys expiring at once never cause a long pause.
     ///
-    /// Expiry removals are not replicated and leave no tombstone: every replica expires a key by
-    /// the same deadline.
+    /// Expiries are not replicated: every replica expires a key by the same deadline, into the
+    /// same tombstone.
     pub fn sweep(&mut self, now_ms: u64, budget: usize) -> usize {
         let mut num_removed = 0;
         while num_removed < budget {
@@ -762,8 +775,8 @@ impl Partition {
             }
             let shared = &*self.shared;
             self.keyspace.modify(shared, db, &key, now_ms, |slot| {
-                // An expired entry arrives here as `None` already; a tombstone past its purge
-                // time is dropped.
+                // An expired entry arrives here as its tombstone already; a tombstone past its
+                // purge time is dropped.
                 if let Some(Slot::Tombstone { purge_at_ms, .. }) = slot
                     && *purge_at_ms < now_ms
                 {

@@ -1459,6 +1459,64 @@ fn a_stale_put_after_a_delete_does_not_resurrect_the_key() {
 }
 
 #[test]
+fn an_expired_version_is_not_undone_by_an_older_write_arriving_later() {
+    // The primary writes `a` and `b`, then writes them again with a deadline; the other side of a
+    // network split still holds the first writes. Once the second writes have expired, the first
+    // must not come back: the expiry is the newer state of each key.
+    let ttl_ms = StoreConfig::default().tombstone_ttl_ms;
+    let deadline = NOW_MS + 1_000;
+    let after = deadline + 1;
+    let primary = store_with(|config| config.node_id = 1);
+    let other_side = store_with(|config| config.node_id = 2);
+    let mut older = Vec::new();
+    for key in ["a", "b"] {
+        let put = run(&primary, set(key, "old")).mutations.into_iter().next();
+        older.push(put.expect("a put"));
+        let expiring = SetExpiry::AtMs(deadline);
+        run(
+            &primary,
+            set_with(key, "new", expiring, SetCondition::Always, false),
+        );
+    }
+    for mutation in &older {
+        assert!(other_side.partition(0).apply(mutation.clone(), NOW_MS));
+    }
+
+    // `a` is swept into the tombstone of its version; `b` has expired but nothing touched it.
+    assert_eq!(primary.partition(0).sweep(after, 1), 1);
+    assert_eq!(primary.stats().num_tombstones, 1);
+    for mutation in older {
+        assert!(!primary.partition(0).apply(mutation, after));
+    }
+    assert_eq!(primary.stats().num_tombstones, 2);
+    check_at(
+        &primary,
+        vec![(after, get("a"), Reply::Nil), (after, get("b"), Reply::Nil)],
+    );
+
+    // The merge the other way ends the old values there too, and both sides agree.
+    for mutation in contents(&primary.partition(0)) {
+        assert!(other_side.partition(0).apply(mutation, after));
+    }
+    check_at(
+        &other_side,
+        vec![(after, get("a"), Reply::Nil), (after, get("b"), Reply::Nil)],
+    );
+    assert_eq!(
+        contents(&primary.partition(0)),
+        contents(&other_side.partition(0))
+    );
+
+    // Both purge the tombstones once their time to live has passed.
+    for store in [&primary, &other_side] {
+        assert_eq!(store.partition(0).sweep(deadline + ttl_ms, 10), 0);
+        assert_eq!(store.partition(0).sweep(after + ttl_ms + 1, 10), 2);
+        assert_eq!(store.stats().num_tombstones, 0);
+        assert_eq!(store.memory_used_bytes(), 0);
+    }
+}
+
+#[test]
 fn merging_two_diverged_partitions_converges_to_the_larger_version_of_every_key() {
     let left = store_with(|config| config.node_id = 1);
     let right = store_with(|config| config.node_id = 2);
