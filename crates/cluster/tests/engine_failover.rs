@@ -7,7 +7,7 @@ use bytes::Bytes;
 use cluster::engine::{Execution, WriteMode};
 use cluster::table::Member;
 use cluster::wire::PeerMessage;
-use engine_support::{Cluster, PARTITIONS, keys, set_op};
+use engine_support::{Cluster, PARTITIONS, key_in, keys, set_op};
 use store::Reply;
 
 /// A partition whose primary is `primary` (by index) in `observer`'s table.
@@ -50,13 +50,6 @@ fn partition_backed_up_by(
             })
         })
         .expect("some partition has that primary and those backups")
-}
-
-fn key_in(partition: u32, salt: &str) -> String {
-    (0..)
-        .map(|index| format!("{salt}:{index}"))
-        .find(|key| store::partition_of(key.as_bytes(), PARTITIONS) == partition)
-        .expect("some key maps to every partition")
 }
 
 fn three_nodes(configure: impl Fn(&mut cluster::engine::EngineConfig) + Copy) -> Cluster {

@@ -41,6 +41,12 @@ fn gauges(node: &NodeState) -> Vec<GaugeSample> {
             value: node.store.num_keys() as f64,
         },
         GaugeSample {
+            name: "tombstones",
+            help: "Deleted and expired keys remembered for --tombstone-ttl-ms, so that an older \
+                   copy cannot bring them back after a network split heals.",
+            value: node.store.stats().num_tombstones as f64,
+        },
+        GaugeSample {
             name: "memory_used_bytes",
             help: "Bytes allocated by the process.",
             value: used_memory_bytes(node) as f64,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use store::StoreConfig;
 
 /// How a primary acknowledges writes (DESIGN.md, "write-through / delayed-write").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct NodeConfig {
     pub write_mode: WriteMode,
     /// Delayed-write: the bound on replication lag.
     pub max_lag_ms: u64,
+    /// How long the store keeps the tombstone of a deleted or expired key.
+    pub tombstone_ttl_ms: u64,
     /// The cluster secret (contents of `--secret-file`); `None` means peers are not authenticated.
     pub secret_opt: Option<Vec<u8>>,
     /// Allow unauthenticated peers on a non-loopback address.
@@ -93,6 +96,7 @@ impl NodeConfig {
             backups: 1,
             write_mode: WriteMode::Through,
             max_lag_ms: 100,
+            tombstone_ttl_ms: StoreConfig::default().tombstone_ttl_ms,
             secret_opt: None,
             insecure_peers: false,
             allow: Vec::new(),

@@ -84,6 +84,7 @@ pub async fn run_with_clock(
         num_partitions: config.num_partitions,
         max_memory_bytes: config.max_memory_bytes,
         max_value_bytes: config.max_value_bytes,
+        tombstone_ttl_ms: config.tombstone_ttl_ms,
         node_id: node_id.0,
         ..StoreConfig::default()
     })?);

@@ -192,6 +192,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS")]
     pub max_lag_ms: Option<u64>,
 
+    /// How long deleted and expired keys are remembered, in milliseconds, so that an older copy
+    /// cannot bring them back when a network split heals [default: 600000].
+    #[arg(long, value_name = "MS")]
+    pub tombstone_ttl_ms: Option<u64>,
+
     /// File holding the cluster secret that authenticates heartbeats and peer links.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -329,6 +334,7 @@ impl RunArgs {
             backups: self.backups.or(file.backups),
             write_mode: self.write_mode.or(file.write_mode),
             max_lag_ms: self.max_lag_ms.or(file.max_lag_ms),
+            tombstone_ttl_ms: self.tombstone_ttl_ms.or(file.tombstone_ttl_ms),
             secret_file: self.secret_file.or(file.secret_file),
             allow: self.allow.or(file.allow),
             requirepass: self.requirepass.or(file.requirepass),
@@ -421,6 +427,14 @@ impl RunArgs {
                 bail!("--max-lag-ms must be between 1 and 60000, got {max_lag_ms}");
             }
             config.max_lag_ms = max_lag_ms;
+        }
+        if let Some(tombstone_ttl_ms) = self.tombstone_ttl_ms {
+            if !(1_000..=86_400_000).contains(&tombstone_ttl_ms) {
+                bail!(
+                    "--tombstone-ttl-ms must be between 1000 and 86400000, got {tombstone_ttl_ms}"
+                );
+            }
+            config.tombstone_ttl_ms = tombstone_ttl_ms;
         }
         if let Some(path) = &self.secret_file {
             config.secret_opt = Some(read_secret(path)?);
@@ -565,6 +579,9 @@ mod tests {
         assert_eq!(config.memcached_addr_opt, None);
         assert_eq!(config.name, "node-34567");
         assert_eq!(config.cluster_name, "scd");
+        assert_eq!(config.tombstone_ttl_ms, 600_000);
+        let config = parse(&["--tombstone-ttl-ms", "5000"]).into_node_config();
+        assert_eq!(config.unwrap().tombstone_ttl_ms, 5_000);
     }
 
     #[test]
@@ -648,6 +665,7 @@ mod tests {
                 &["--heartbeat-interval-ms", "5"][..],
                 "--heartbeat-interval-ms",
             ),
+            (&["--tombstone-ttl-ms", "10"][..], "--tombstone-ttl-ms"),
         ] {
             let error = parse(args).into_node_config().unwrap_err();
             assert!(format!("{error:#}").contains(flag), "{args:?}: {error:#}");

@@ -23,8 +23,8 @@ pub struct StoreConfig {
     pub max_key_bytes: usize,
     /// Most fields a hash may have.
     pub max_hash_fields: usize,
-    /// How long a tombstone (the trace of a delete) is kept, so that a late, older write or a
-    /// merge after a network split cannot resurrect the key.
+    /// How long a tombstone (the trace of a delete, or of an expiry from its deadline) is kept,
+    /// so that a late, older write or a merge after a network split cannot resurrect the key.
     pub tombstone_ttl_ms: u64,
     /// This node's id, stamped into every version it creates.
     pub node_id: u32,

@@ -228,8 +228,7 @@ impl<H: Host> Engine<H> {
                 following.in_place = false;
                 if let Some(refreshed) = following.refreshed.take() {
                     // In place: the keys the snapshot and the stream did not name are gone on
-                    // the primary (deleted, or expired and swept, while this copy was out of
-                    // step).
+                    // the primary (their tombstones purged while this copy was out of step).
                     self.store.partition(partition).retain_keys(
                         |db, key| refreshed.contains(&(db, Bytes::copy_from_slice(key))),
                         ctx.now_ms,

@@ -481,3 +481,11 @@ pub fn set_op(key: &str, value: &str) -> Op {
 pub fn keys(count: usize) -> Vec<String> {
     (0..count).map(|index| format!("session:{index}")).collect()
 }
+
+/// The first key `salt:N` that maps to `partition`.
+pub fn key_in(partition: u32, salt: &str) -> String {
+    (0..)
+        .map(|index| format!("{salt}:{index}"))
+        .find(|key| store::partition_of(key.as_bytes(), PARTITIONS) == partition)
+        .expect("some key maps to every partition")
+}

@@ -129,7 +129,7 @@ fn memory(state: &NodeState, text: &mut String) {
         "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
          used_memory_rss_human:{}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_human:{}\r\n\
          maxmemory:{max_memory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:noeviction\r\n\
-         mem_fragmentation_ratio:{:.2}\r\nmem_allocator:{}\r\n",
+         mem_fragmentation_ratio:{:.2}\r\nmem_allocator:{}\r\nscd_tombstones:{}\r\n",
         human(used),
         human(rss),
         human(dataset),
@@ -144,6 +144,7 @@ fn memory(state: &NodeState, text: &mut String) {
         } else {
             "libc (counted)"
         },
+        state.store.stats().num_tombstones,
     );
 }
 

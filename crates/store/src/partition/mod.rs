@@ -74,8 +74,8 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub(crate) enum Slot {
     Live(Entry),
-    /// The trace of a delete, kept until `purge_at_ms` so that an older write arriving later
-    /// (a reordered stream, a merge after a split) cannot resurrect the key.
+    /// The trace of a delete or an expiry, kept until `purge_at_ms` so that an older write
+    /// arriving later (a reordered stream, a merge after a split) cannot resurrect the key.
     Tombstone {
         version: Version,
         purge_at_ms: u64,
@@ -201,8 +201,9 @@ pub(crate) fn delete_with_tombstone(
 
 /// What an expired entry becomes: a tombstone of its version, so that an older write of the key
 /// arriving later (a merge after a network split) cannot bring it back (invariant 5). Every
-/// replica expires the entry by the same deadline and so holds the same tombstone, until
-/// `tombstone_ttl_ms` after that deadline.
+/// replica expires the entry by the same deadline into the same tombstone, kept
+/// `tombstone_ttl_ms` past that deadline (a replica that receives it as a `Delete` keeps it
+/// `tombstone_ttl_ms` from then).
 fn expiry_tombstone(shared: &Shared, entry: &Entry) -> Slot {
     Slot::Tombstone {
         version: entry.version,
@@ -374,9 +375,9 @@ struct Keyspace {
 
 impl Keyspace {
     /// Runs `f` on the state of `key` (`None` = absent; an expired entry is presented as the
-    /// tombstone of its version, which is kept unless `f` writes something) and stores what `f` leaves. `f` returns its
-    /// result and, for a write, the change to replicate. Keeps the expiry index, the partition
-    /// totals and the store-wide counters true.
+    /// tombstone of its version, which is kept unless `f` writes something) and stores what `f`
+    /// leaves. `f` returns its result and, for a write, the change to replicate. Keeps the expiry
+    /// index, the partition totals and the store-wide counters true.
     fn modify<R>(
         &mut self,
         shared: &Shared,
@@ -759,8 +760,9 @@ impl Partition {
     }
 
     /// Turns at most `budget` expired entries into tombstones and removes old tombstones, earliest
-    /// deadline first; returns how many it handled. Bounded work, O(budget · log n): the node calls it on a timer
-    /// across partitions, so a million keys expiring at once never cause a long pause.
+    /// deadline first; returns how many it handled. Bounded work, O(budget · log n): the node
+    /// calls it on a timer across partitions, so a million keys expiring at once never cause a
+    /// long pause.
     ///
     /// Expiries are not replicated: every replica expires a key by the same deadline, into the
     /// same tombstone.

@@ -40,7 +40,8 @@ impl Partition {
     /// writes exceed it.
     ///
     /// Never refused for memory or size: a backup mirrors its primary. A Delete leaves a tombstone
-    /// (kept `tombstone_ttl_ms` from `now_ms`). An expired entry counts as absent, like everywhere.
+    /// (kept `tombstone_ttl_ms` from `now_ms`). An expired entry counts as the tombstone of its
+    /// version, like everywhere.
     ///
     /// The mutation's value is stored as it is, not copied: its strings must own their
     /// allocations exactly, as those decoded from a peer frame do (`Value::from_owned_image`).
@@ -76,8 +77,8 @@ impl Partition {
 
     /// Removes every key and tombstone for which `keep(db, key)` is false, leaving no
     /// tombstone and describing no mutation: for a replica brought up to date in place by a
-    /// snapshot, the keys its primary no longer has (deleted, or expired and swept, while the
-    /// replica was out of step). Returns how many it removed.
+    /// snapshot, the keys its primary no longer has (their tombstones purged while the replica
+    /// was out of step). Returns how many it removed.
     pub fn retain_keys(&mut self, mut keep: impl FnMut(u8, &[u8]) -> bool, now_ms: u64) -> usize {
         let mut doomed: Vec<(u8, bytes::Bytes)> = Vec::new();
         for (db, buckets) in self.keyspace.dbs.iter().enumerate() {

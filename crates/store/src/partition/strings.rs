@@ -65,7 +65,7 @@ impl Partition {
     pub(super) fn get(&mut self, db: u8, key: &[u8], now_ms: u64) -> Outcome {
         // Most reads find a live string: answer from a look that changes nothing, without the
         // write path's moving of the slot and accounting. An absent or expired key goes the
-        // general way, which removes an expired entry.
+        // general way, which turns an expired entry into its tombstone.
         let found = self.keyspace.peek(db, key, now_ms, |entry| {
             entry.map(|entry| string_of(entry).cloned())
         });

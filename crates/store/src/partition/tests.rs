@@ -1485,23 +1485,29 @@ fn an_expired_version_is_not_undone_by_an_older_write_arriving_later() {
     // `a` is swept into the tombstone of its version; `b` has expired but nothing touched it.
     assert_eq!(primary.partition(0).sweep(after, 1), 1);
     assert_eq!(primary.stats().num_tombstones, 1);
-    for mutation in older {
-        assert!(!primary.partition(0).apply(mutation, after));
-    }
-    assert_eq!(primary.stats().num_tombstones, 2);
-    check_at(
-        &primary,
-        vec![(after, get("a"), Reply::Nil), (after, get("b"), Reply::Nil)],
-    );
-
-    // The merge the other way ends the old values there too, and both sides agree.
-    for mutation in contents(&primary.partition(0)) {
+    // The merge toward the other side: `a` travels as a delete, `b` as its expired image. Both
+    // end the old values there.
+    let exported = contents(&primary.partition(0));
+    assert!(matches!(exported[0].change, Change::Delete { .. }));
+    assert!(matches!(exported[1].change, Change::Put(_)));
+    for mutation in exported {
         assert!(other_side.partition(0).apply(mutation, after));
     }
     check_at(
         &other_side,
         vec![(after, get("a"), Reply::Nil), (after, get("b"), Reply::Nil)],
     );
+    // The merge toward the primary: the old values are refused, for the swept key and for the
+    // untouched one alike.
+    for mutation in older {
+        assert!(!primary.partition(0).apply(mutation, after));
+    }
+    check_at(
+        &primary,
+        vec![(after, get("a"), Reply::Nil), (after, get("b"), Reply::Nil)],
+    );
+    assert_eq!(primary.stats().num_tombstones, 2);
+    assert_eq!(other_side.stats().num_tombstones, 2);
     assert_eq!(
         contents(&primary.partition(0)),
         contents(&other_side.partition(0))
