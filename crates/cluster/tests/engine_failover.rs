@@ -7,7 +7,7 @@ use bytes::Bytes;
 use cluster::engine::{Execution, WriteMode};
 use cluster::table::Member;
 use cluster::wire::PeerMessage;
-use engine_support::{Cluster, PARTITIONS, key_in, keys, set_op};
+use engine_support::{Cluster, PARTITIONS, expiring_set_op, key_in, keys, set_op};
 use store::Reply;
 
 /// A partition whose primary is `primary` (by index) in `observer`'s table.
@@ -488,15 +488,8 @@ fn an_in_place_snapshot_removes_what_the_primary_no_longer_has() {
     cluster.run(100);
     // Meanwhile `expiring` gets a short life on a, runs out, and its tombstone ages out and is
     // swept: a holds nothing of it.
-    let soon = store::Op::Set {
-        key: Bytes::copy_from_slice(expiring.as_bytes()),
-        value: Bytes::from_static(b"2"),
-        expiry: store::SetExpiry::AtMs(cluster.now_ms + 20),
-        condition: store::SetCondition::Always,
-        return_old: false,
-        flags: 0,
-    };
-    cluster.op(a, partition, soon);
+    let soon = store::SetExpiry::AtMs(cluster.now_ms + 20);
+    cluster.op(a, partition, expiring_set_op(&expiring, "2", soon));
     cluster.run(50);
     let tombstone_ttl_ms = cluster.nodes[a].store.config().tombstone_ttl_ms;
     cluster.nodes[a]

@@ -4,7 +4,23 @@
 mod engine_support;
 
 use bytes::Bytes;
-use engine_support::{Cluster, PARTITIONS, key_in, keys};
+use engine_support::{Cluster, PARTITIONS, expiring_set_op, key_in, keys};
+
+/// Splits the pair: each side loses the other and takes over what it lost.
+fn split(cluster: &mut Cluster) {
+    cluster.link_down(0, 1);
+    cluster.set_view(&[0]);
+    cluster.set_view(&[1]);
+    cluster.run(200);
+}
+
+/// Heals the split and waits until the pair is balanced again.
+fn heal(cluster: &mut Cluster) {
+    cluster.set_view(&[0, 1]);
+    cluster.link_up(0, 1);
+    cluster.run(1_000);
+    cluster.assert_balanced(&[0, 1], 1);
+}
 use store::Reply;
 
 #[test]
@@ -14,11 +30,7 @@ fn after_a_split_heals_both_sides_converge_to_the_larger_version_of_every_key() 
     for key in &keys {
         cluster.set(0, key, "before");
     }
-    // Split: each side loses the other and takes over what it lost.
-    cluster.link_down(0, 1);
-    cluster.set_view(&[0]);
-    cluster.set_view(&[1]);
-    cluster.run(200);
+    split(&mut cluster);
     for partition in 0..PARTITIONS {
         assert!(
             cluster.nodes[0]
@@ -41,11 +53,7 @@ fn after_a_split_heals_both_sides_converge_to_the_larger_version_of_every_key() 
         cluster.now_ms += 1;
         expected.push(format!("side-{second}"));
     }
-    // Heal.
-    cluster.set_view(&[0, 1]);
-    cluster.link_up(0, 1);
-    cluster.run(1_000);
-    cluster.assert_balanced(&[0, 1], 1);
+    heal(&mut cluster);
     let merged =
         cluster.nodes[0].engine.stats().merged_keys + cluster.nodes[1].engine.stats().merged_keys;
     assert!(merged > 0, "a heal with writes on both sides merges keys");
@@ -76,10 +84,7 @@ fn a_deletion_on_one_side_of_a_split_is_not_undone_by_the_heal() {
     for key in &keys {
         cluster.set(0, key, "v");
     }
-    cluster.link_down(0, 1);
-    cluster.set_view(&[0]);
-    cluster.set_view(&[1]);
-    cluster.run(200);
+    split(&mut cluster);
     for key in &keys {
         let partition = store::partition_of(key.as_bytes(), PARTITIONS);
         cluster.op(
@@ -91,10 +96,7 @@ fn a_deletion_on_one_side_of_a_split_is_not_undone_by_the_heal() {
             },
         );
     }
-    cluster.set_view(&[0, 1]);
-    cluster.link_up(0, 1);
-    cluster.run(1_000);
-    cluster.assert_balanced(&[0, 1], 1);
+    heal(&mut cluster);
     for key in &keys {
         assert_eq!(cluster.get(0, key), Reply::Nil, "{key} came back");
         assert_eq!(cluster.stored(0, key), None);
@@ -112,24 +114,14 @@ fn an_expiry_on_one_side_of_a_split_is_not_undone_by_the_heal() {
     for key in &keys {
         cluster.set(0, key, "old");
     }
-    cluster.link_down(0, 1);
-    cluster.set_view(&[0]);
-    cluster.set_view(&[1]);
-    cluster.run(200);
+    split(&mut cluster);
     // Side 1 writes every key again with a short life; the writes run out there. The keys of
     // even partitions are swept into tombstones; nothing touches the others before the heal.
     for (partition, key) in (0..PARTITIONS).zip(&keys) {
         cluster.op(
             1,
             partition,
-            store::Op::Set {
-                key: Bytes::from(key.clone()),
-                value: Bytes::from_static(b"short"),
-                expiry: store::SetExpiry::AtMs(cluster.now_ms + 20),
-                condition: store::SetCondition::Always,
-                return_old: false,
-                flags: 0,
-            },
+            expiring_set_op(key, "short", store::SetExpiry::AtMs(cluster.now_ms + 20)),
         );
     }
     cluster.run(50);
@@ -145,10 +137,7 @@ fn an_expiry_on_one_side_of_a_split_is_not_undone_by_the_heal() {
             "partition {partition}"
         );
     }
-    cluster.set_view(&[0, 1]);
-    cluster.link_up(0, 1);
-    cluster.run(1_000);
-    cluster.assert_balanced(&[0, 1], 1);
+    heal(&mut cluster);
     for key in &keys {
         assert_eq!(cluster.get(0, key), Reply::Nil, "{key} came back");
         assert_eq!(cluster.stored(0, key), None, "{key} on a");

@@ -467,10 +467,15 @@ impl Cluster {
 }
 
 pub fn set_op(key: &str, value: &str) -> Op {
+    expiring_set_op(key, value, SetExpiry::Never)
+}
+
+/// `SET key value` with `expiry`.
+pub fn expiring_set_op(key: &str, value: &str, expiry: SetExpiry) -> Op {
     Op::Set {
         key: Bytes::copy_from_slice(key.as_bytes()),
         value: Bytes::copy_from_slice(value.as_bytes()),
-        expiry: SetExpiry::Never,
+        expiry,
         condition: SetCondition::Always,
         return_old: false,
         flags: 0,
