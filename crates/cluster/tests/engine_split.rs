@@ -5,6 +5,7 @@ mod engine_support;
 
 use bytes::Bytes;
 use engine_support::{Cluster, PARTITIONS, expiring_set_op, key_in, keys};
+use store::Reply;
 
 /// Splits the pair: each side loses the other and takes over what it lost.
 fn split(cluster: &mut Cluster) {
@@ -21,7 +22,6 @@ fn heal(cluster: &mut Cluster) {
     cluster.run(1_000);
     cluster.assert_balanced(&[0, 1], 1);
 }
-use store::Reply;
 
 #[test]
 fn after_a_split_heals_both_sides_converge_to_the_larger_version_of_every_key() {

@@ -192,8 +192,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS")]
     pub max_lag_ms: Option<u64>,
 
-    /// How long deleted and expired keys are remembered, in milliseconds, so that an older copy
-    /// cannot bring them back when a network split heals [default: 600000].
+    /// How long deleted and expired keys are remembered, in milliseconds (60000 to 86400000), so
+    /// that an older copy cannot bring them back when a split or a pause heals: longer than any
+    /// split to be survived, and the same on every node [default: 600000].
     #[arg(long, value_name = "MS")]
     pub tombstone_ttl_ms: Option<u64>,
 
@@ -429,9 +430,9 @@ impl RunArgs {
             config.max_lag_ms = max_lag_ms;
         }
         if let Some(tombstone_ttl_ms) = self.tombstone_ttl_ms {
-            if !(1_000..=86_400_000).contains(&tombstone_ttl_ms) {
+            if !(60_000..=86_400_000).contains(&tombstone_ttl_ms) {
                 bail!(
-                    "--tombstone-ttl-ms must be between 1000 and 86400000, got {tombstone_ttl_ms}"
+                    "--tombstone-ttl-ms must be between 60000 and 86400000, got {tombstone_ttl_ms}"
                 );
             }
             config.tombstone_ttl_ms = tombstone_ttl_ms;
@@ -580,8 +581,15 @@ mod tests {
         assert_eq!(config.name, "node-34567");
         assert_eq!(config.cluster_name, "scd");
         assert_eq!(config.tombstone_ttl_ms, 600_000);
-        let config = parse(&["--tombstone-ttl-ms", "5000"]).into_node_config();
-        assert_eq!(config.unwrap().tombstone_ttl_ms, 5_000);
+    }
+
+    #[test]
+    fn the_tombstone_time_to_live_comes_from_the_flag_or_the_file() {
+        let config = parse(&["--tombstone-ttl-ms", "60000"]).into_node_config();
+        assert_eq!(config.unwrap().tombstone_ttl_ms, 60_000);
+        let file: RunArgs = toml::from_str("tombstone-ttl-ms = 3600000").unwrap();
+        let config = parse(&[]).or_file(file).into_node_config();
+        assert_eq!(config.unwrap().tombstone_ttl_ms, 3_600_000);
     }
 
     #[test]
@@ -665,7 +673,7 @@ mod tests {
                 &["--heartbeat-interval-ms", "5"][..],
                 "--heartbeat-interval-ms",
             ),
-            (&["--tombstone-ttl-ms", "10"][..], "--tombstone-ttl-ms"),
+            (&["--tombstone-ttl-ms", "5000"][..], "--tombstone-ttl-ms"),
         ] {
             let error = parse(args).into_node_config().unwrap_err();
             assert!(format!("{error:#}").contains(flag), "{args:?}: {error:#}");

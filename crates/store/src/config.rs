@@ -63,6 +63,10 @@ impl StoreConfig {
         if self.max_hash_fields == 0 {
             return invalid("max_hash_fields must be at least 1".to_string());
         }
+        if self.tombstone_ttl_ms == 0 {
+            // Without tombstones a late or merged older write would bring deleted keys back.
+            return invalid("tombstone_ttl_ms must be at least 1".to_string());
+        }
         Ok(())
     }
 }
