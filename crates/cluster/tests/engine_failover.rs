@@ -69,6 +69,24 @@ fn three_nodes(configure: impl Fn(&mut cluster::engine::EngineConfig) + Copy) ->
     cluster
 }
 
+/// Runs `op` on `node`'s engine and returns the one acknowledgement it waits for:
+/// (the backup, its frame). `why` says why a wait is expected.
+fn the_one_wait(
+    cluster: &Cluster,
+    node: usize,
+    partition: u32,
+    op: store::Op,
+    why: &str,
+) -> (Member, u64) {
+    let execution = cluster.nodes[node]
+        .engine
+        .execute(partition, 0, op, cluster.now_ms);
+    let Execution::AwaitAcks { waits, .. } = execution else {
+        panic!("{why}: {execution:?}");
+    };
+    *waits.iter().next().expect("one wait")
+}
+
 #[test]
 fn a_write_through_write_waits_for_every_synced_backup() {
     let mut cluster = three_nodes(|config| config.backups = 2);
@@ -326,14 +344,13 @@ fn a_backup_whose_link_reset_is_promoted_with_every_acknowledged_write_if_the_pr
     let key = key_in(partition, "reset");
     cluster.set(a, &key, "1");
     // A write in flight when the link resets: its frame to b is lost.
-    let execution =
-        cluster.nodes[a]
-            .engine
-            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms);
-    let Execution::AwaitAcks { waits, .. } = execution else {
-        panic!("the write waits for b: {execution:?}");
-    };
-    let (_, frame) = *waits.iter().next().expect("one wait");
+    let (_, frame) = the_one_wait(
+        &cluster,
+        a,
+        partition,
+        set_op(&key, "2"),
+        "the write waits for b",
+    );
     cluster.link_down(a, b);
     cluster.run_only(&[a, b, c], 50);
     let b_member = cluster.nodes[b].member;
@@ -375,13 +392,13 @@ fn in_delayed_write_a_lock_is_not_acknowledged_while_its_backup_does_not_know_it
         lease_ms: 60_000,
         wait_ms: 0,
     };
-    let execution = cluster.nodes[a]
-        .engine
-        .execute(partition, 0, acquire, cluster.now_ms);
-    let Execution::AwaitAcks { waits, .. } = execution else {
-        panic!("a lock waits for its backup: {execution:?}");
-    };
-    let (_, frame) = *waits.iter().next().expect("one wait");
+    let (_, frame) = the_one_wait(
+        &cluster,
+        a,
+        partition,
+        acquire,
+        "a lock waits for its backup",
+    );
     cluster.link_down(a, b);
     cluster.run(50);
     assert!(
@@ -522,14 +539,8 @@ fn a_write_whose_send_to_a_backup_failed_waits_for_that_backup_to_confirm() {
     cluster.set(a, &key, "1");
     // The link is closing: a's send to b fails before the engine hears of the end.
     cluster.sever(a, b);
-    let execution =
-        cluster.nodes[a]
-            .engine
-            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms);
-    let Execution::AwaitAcks { waits, .. } = execution else {
-        panic!("the write waits although its send failed: {execution:?}");
-    };
-    let (member, frame) = *waits.iter().next().expect("one wait");
+    let why = "the write waits although its send failed";
+    let (member, frame) = the_one_wait(&cluster, a, partition, set_op(&key, "2"), why);
     assert_eq!(member, b_member);
     assert_eq!(
         cluster.nodes[a]
@@ -646,14 +657,8 @@ fn a_backup_that_finds_a_gap_in_the_stream_resets_the_link_and_acknowledges_noth
     let key = key_in(partition, "gap");
     cluster.set(0, &key, "1");
     // A write whose frame is still queued when the backup finds the gap.
-    let execution =
-        cluster.nodes[0]
-            .engine
-            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms);
-    let Execution::AwaitAcks { waits, .. } = execution else {
-        panic!("the write waits for its backup: {execution:?}");
-    };
-    let (_, frame) = *waits.iter().next().expect("one wait");
+    let why = "the write waits for its backup";
+    let (_, frame) = the_one_wait(&cluster, 0, partition, set_op(&key, "2"), why);
     inject_gap(&mut cluster, 0, backup, partition);
     cluster.deliver();
     assert!(
