@@ -648,6 +648,75 @@ async fn server_opcodes_version_noop_flush_stat_and_quit() {
     quiet_quitter.expect_closed().await;
 }
 
+/// Packets sent in one write are taken off the input in batches; a packet the front end refuses
+/// while taking them is answered in its place among the responses.
+#[tokio::test]
+async fn refused_packets_in_a_pipeline_are_answered_in_their_place() {
+    let node = TestNode::start().await;
+    let mut client = node.binary().await;
+    let mut packets = bytes::BytesMut::new();
+    let mut expected = Vec::new();
+    let mut opaque = 100_u32;
+    let mut push = |packets: &mut bytes::BytesMut, command: Option<&BinaryCommand>, answer| {
+        opaque += 1;
+        match command {
+            Some(command) => memcache::binary::encode_request(packets, opaque, command),
+            None => {
+                // An opcode scd does not know, with a 3-byte body.
+                packets.extend_from_slice(&[0x80, 0x45, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+                packets.extend_from_slice(&opaque.to_be_bytes());
+                packets.extend_from_slice(&[0; 8]);
+                packets.extend_from_slice(b"abc");
+            }
+        }
+        expected.push((opaque, answer));
+    };
+    for index in 0..30 {
+        let key = format!("k{index}");
+        let value = format!("v{index}");
+        push(
+            &mut packets,
+            Some(&store(StoreMode::Set, &key, &value, 0, 0)),
+            (opcode::SET, NO_ERROR, String::new()),
+        );
+        if index % 4 == 0 {
+            push(
+                &mut packets,
+                None,
+                (0x45, UNKNOWN_COMMAND, "unknown command 0x45".to_string()),
+            );
+        }
+        push(
+            &mut packets,
+            Some(&get(&key)),
+            (opcode::GET, NO_ERROR, value),
+        );
+    }
+    push(
+        &mut packets,
+        Some(&BinaryCommand::Noop),
+        (opcode::NOOP, NO_ERROR, String::new()),
+    );
+    let last = expected.last().expect("packets").0;
+    client.send_raw(&packets).await;
+    let answered: Vec<(u32, (u8, u16, String))> = client
+        .read_until(last)
+        .await
+        .iter()
+        .map(|response| {
+            (
+                response.header.opaque,
+                (
+                    response.header.opcode,
+                    response.status(),
+                    String::from_utf8_lossy(&response.value).into_owned(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(answered, expected);
+}
+
 #[tokio::test]
 async fn refused_packets_get_memcached_statuses_and_only_broken_streams_close() {
     let node = TestNode::start_with(|config| config.max_value_bytes = 1024).await;

@@ -304,6 +304,31 @@ async fn pipelined_requests_are_answered_in_order_even_past_the_flush_threshold(
     client.check(gets, answer).await;
 }
 
+/// Requests arrive in one read, are taken off it in batches, and errors the front end answers
+/// while taking them keep their place among the replies.
+#[tokio::test]
+async fn errors_in_a_pipeline_are_answered_in_their_place() {
+    let node = TestNode::start().await;
+    let mut client = node.text().await;
+    let mut requests = String::new();
+    let mut expect = String::new();
+    for index in 0..40 {
+        requests.push_str(&format!("set k{index} 0 0 1\r\n{}\r\n", index % 10));
+        expect.push_str("STORED\r\n");
+        if index % 3 == 0 {
+            requests.push_str("bogus\r\n");
+            expect.push_str("ERROR\r\n");
+        }
+        requests.push_str(&format!("get k{index}\r\n"));
+        expect.push_str(&format!("VALUE k{index} 0 1\r\n{}\r\nEND\r\n", index % 10));
+        if index % 7 == 0 {
+            requests.push_str("touch k abc\r\n");
+            expect.push_str("CLIENT_ERROR invalid exptime argument\r\n");
+        }
+    }
+    client.check(requests, expect).await;
+}
+
 #[tokio::test]
 async fn keys_written_with_memcached_are_read_with_resp_on_database_0_and_back() {
     let node = TestNode::start().await;

@@ -172,6 +172,39 @@ fn before_auth_only_small_requests_are_read() {
     assert_eq!(exchange_args(&mut stream, &["STRLEN", "k"]), ":102400\r\n");
 }
 
+/// A request pipelined behind AUTH or RESET, in the same write, is read under the limits in
+/// force once the commands before it have run (the node parses requests ahead in batches).
+#[test]
+fn a_request_pipelined_behind_auth_or_reset_gets_the_limits_they_set() {
+    let node = Scd::start(&["--requirepass", "s3cret"]);
+    // 100 arguments: more than the 64 read before AUTH.
+    let mut mget: Vec<&[u8]> = vec![b"MGET"];
+    mget.extend(std::iter::repeat_n(&b"k"[..], 100));
+    let mget = request(&mget);
+    let nil_array = format!("*100\r\n{}", "$-1\r\n".repeat(100));
+
+    let mut stream = node.connect();
+    let mut auth_then_mget = request(&[b"AUTH", b"s3cret"]);
+    auth_then_mget.extend_from_slice(&mget);
+    stream.write_all(&auth_then_mget).expect("send");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let replies: Vec<String> = (0..2)
+        .map(|_| String::from_utf8_lossy(&read_reply(&mut reader).expect("a reply")).into_owned())
+        .collect();
+    assert_eq!(replies, ["+OK\r\n".to_string(), nil_array]);
+
+    // Nothing else was sent, so the reader holds no bytes beyond those two replies.
+    let mut reset_then_mget = request(&[b"RESET"]);
+    reset_then_mget.extend_from_slice(&mget);
+    stream.write_all(&reset_then_mget).expect("send");
+    let (said, closed) = read_until_closed(&mut stream);
+    assert_eq!(
+        String::from_utf8_lossy(&said),
+        "+RESET\r\n-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert!(closed, "the connection stayed open");
+}
+
 #[test]
 fn allow_list_closes_connections_from_other_hosts_and_logs_why() {
     // 127.0.0.1 is outside 10.0.0.0/8: the node answers nobody here, so readiness is its log.

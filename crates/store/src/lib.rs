@@ -22,6 +22,7 @@ mod numbers;
 mod op;
 mod partition;
 mod placement;
+mod prefetch;
 mod small_list;
 mod store;
 mod value;

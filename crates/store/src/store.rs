@@ -170,6 +170,17 @@ impl Store {
         self.partitions[index as usize].lock()
     }
 
+    /// Starts loading into the cache what an op on `key` in `db` will read (`Partition::prefetch`),
+    /// unless the partition is locked by someone else: a hint, never a wait. Called for each
+    /// request of a pipelined batch before the batch runs, so that the batch's cache misses
+    /// overlap instead of stalling one request after the other.
+    pub fn prefetch(&self, db: u8, key: &[u8]) {
+        let index = self.partition_of(key) as usize;
+        if let Some(partition) = self.partitions[index].try_lock() {
+            partition.prefetch(db, key);
+        }
+    }
+
     /// The node's hybrid logical clock, shared by all partitions.
     pub fn hlc(&self) -> &Hlc {
         &self.shared.hlc

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use memcache::binary::{
     BinaryCommand, BinaryError, BinaryParser, BinaryRequest, Status, encode_counter, encode_error,
     encode_failure, encode_get_hit, encode_get_miss, encode_response, encode_sasl_authenticated,
@@ -21,8 +21,6 @@ use super::ops::{
 use super::stats::{self, Command, Counters, StatsAnswer};
 use super::text::{count_arithmetic, count_store};
 use crate::config::NodeConfig;
-use crate::connection::Footprint;
-use crate::state::NodeState;
 
 /// A binary-protocol connection: its parser, and whether it has authenticated.
 pub(super) struct BinaryFrontEnd {
@@ -108,23 +106,33 @@ impl FrontEnd for BinaryFrontEnd {
         }
     }
 
-    fn footprint(&self, state: &NodeState, request: &BinaryRequest) -> Footprint {
+    fn keys<'r>(&self, request: &'r BinaryRequest) -> &'r [Bytes] {
         match &request.command {
             BinaryCommand::Get { key, .. }
             | BinaryCommand::GetAndTouch { key, .. }
             | BinaryCommand::Touch { key, .. }
             | BinaryCommand::Store { key, .. }
             | BinaryCommand::Delete { key, .. }
-            | BinaryCommand::Arithmetic { key, .. } => Footprint::of_keys(state, [key]),
-            BinaryCommand::Flush { .. } => Footprint::All,
-            BinaryCommand::Noop
+            | BinaryCommand::Arithmetic { key, .. } => std::slice::from_ref(key),
+            BinaryCommand::Flush { .. }
+            | BinaryCommand::Noop
             | BinaryCommand::Version
             | BinaryCommand::Quit { .. }
             | BinaryCommand::Stat { .. }
             | BinaryCommand::SaslListMechanisms
             | BinaryCommand::SaslAuth { .. }
-            | BinaryCommand::SaslStep { .. } => Footprint::None,
+            | BinaryCommand::SaslStep { .. } => &[],
         }
+    }
+
+    fn touches_all(&self, request: &BinaryRequest) -> bool {
+        matches!(request.command, BinaryCommand::Flush { .. })
+    }
+
+    fn parses_ahead(&self) -> bool {
+        // SASL authentication runs as a request and changes the limits the next one is read
+        // under; once authenticated, nothing changes them.
+        self.authenticated
     }
 
     fn run(&mut self, request: BinaryRequest, replies: &mut Replies<'_>) -> Step {

@@ -13,11 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use memcache::Protocol;
 use tokio::net::TcpStream;
 
 use super::binary::BinaryFrontEnd;
+use super::ops::MEMCACHED_DB;
 use super::stats::{Command, Counters, NodeMemcached, node_memcached};
 use super::text::TextFrontEnd;
 use crate::connection::{
@@ -91,11 +92,42 @@ pub(super) trait FrontEnd {
     /// Takes the next request off `input`, answering refusals through `replies`.
     fn next(&mut self, input: &mut BytesMut, replies: &mut Replies<'_>) -> Next<Self::Request>;
 
-    /// The partitions `request` touches, for the ordering rule.
-    fn footprint(&self, state: &NodeState, request: &Self::Request) -> Footprint;
+    /// The keys `request` names: none for connection and server requests.
+    fn keys<'r>(&self, request: &'r Self::Request) -> &'r [Bytes];
+
+    /// Whether `request` touches every partition (`flush_all`, FLUSH).
+    fn touches_all(&self, request: &Self::Request) -> bool;
+
+    /// Whether requests may be taken off the input before the ones before them have run: not
+    /// while the client may still authenticate, which changes the limits a request is read
+    /// under and what it may do.
+    fn parses_ahead(&self) -> bool;
 
     /// Runs `request`, answering through `replies`.
     fn run(&mut self, request: Self::Request, replies: &mut Replies<'_>) -> Step;
+}
+
+/// Requests taken off the input ahead and run as one batch, after their keys were prefetched
+/// together (`store::Store::prefetch`): with several requests in one read, their cache misses
+/// then overlap instead of stalling each request in turn.
+const BATCH_MAX: usize = 16;
+
+/// What was taken off the input for a batch.
+enum Taken<R> {
+    /// A request to run.
+    Request(R),
+    /// A request the front end answered itself, into the batch's own reply buffer: the answer
+    /// goes out after the replies of the requests before it.
+    Answered(Step),
+}
+
+/// The partitions `request` touches, for the ordering rule.
+fn footprint<F: FrontEnd>(state: &NodeState, front_end: &F, request: &F::Request) -> Footprint {
+    if front_end.touches_all(request) {
+        Footprint::All
+    } else {
+        Footprint::of_keys(state, front_end.keys(request))
+    }
 }
 
 /// A connection's replies in request order: the bytes ready to write, and behind the first reply
@@ -253,64 +285,98 @@ async fn serve_with<F: FrontEnd>(
     mut front_end: F,
 ) {
     let mut replies = ReplyQueue::with_capacity(READ_CHUNK_BYTES);
+    let mut batch: Vec<Taken<F::Request>> = Vec::with_capacity(BATCH_MAX);
+    // Where the front end answers a request it takes off the input while a batch is filled.
+    let mut answered_ahead = ReplyQueue::default();
     let mut in_flight = InFlight::default();
     let mut shutdown = ShutdownSignal::new(&state.shutdown);
     loop {
-        // Run every complete request in the input.
+        // Run every complete request in the input, a batch at a time.
         let mut close = false;
         let mut num_requests = 0_usize;
-        loop {
-            let next = front_end.next(
-                &mut input,
-                &mut Replies {
+        'input: loop {
+            answered_ahead.output.clear();
+            let batch_max = if front_end.parses_ahead() {
+                BATCH_MAX
+            } else {
+                1
+            };
+            let mut incomplete = false;
+            while batch.len() < batch_max {
+                let mut answer_to = Replies {
                     state,
                     node: &node,
-                    queue: &mut replies,
-                },
-            );
-            let step = match next {
-                Next::Incomplete => break,
-                Next::Answered(step) => step,
-                Next::Request(request) => {
-                    let footprint = front_end.footprint(state, &request);
-                    if in_flight.conflicts_with(&footprint) {
-                        replies
-                            .settle(&node.counters, |stat, answer| record(state, stat, answer))
-                            .await;
-                        in_flight.clear();
+                    queue: &mut answered_ahead,
+                };
+                match front_end.next(&mut input, &mut answer_to) {
+                    Next::Incomplete => incomplete = true,
+                    Next::Request(request) => {
+                        batch.push(Taken::Request(request));
+                        continue;
                     }
-                    let num_later_before = replies.num_later_pushed;
-                    let step = front_end.run(
-                        request,
-                        &mut Replies {
-                            state,
-                            node: &node,
-                            queue: &mut replies,
-                        },
-                    );
-                    if replies.num_later_pushed != num_later_before {
-                        in_flight.add(footprint);
-                    }
-                    step
+                    Next::Answered(step) => batch.push(Taken::Answered(step)),
                 }
-            };
-            num_requests += 1;
-            match step {
-                Step::Ran => {
-                    if replies.output.len() >= OUTPUT_FLUSH_BYTES
-                        && !replies.is_waiting()
-                        && write_output(tally, &mut stream, &mut replies.output)
-                            .await
-                            .is_err()
-                    {
-                        return;
+                break;
+            }
+            if batch.len() > 1 {
+                for taken in &batch {
+                    if let Taken::Request(request) = taken {
+                        for key in front_end.keys(request) {
+                            state.store.prefetch(MEMCACHED_DB, key);
+                        }
                     }
                 }
-                Step::Close => {
-                    tracing::debug!(client = %peer, "closing the memcached connection");
-                    close = true;
-                    break;
+            }
+            for taken in batch.drain(..) {
+                num_requests += 1;
+                let step = match taken {
+                    Taken::Answered(step) => {
+                        replies.buffer().extend_from_slice(&answered_ahead.output);
+                        step
+                    }
+                    Taken::Request(request) => {
+                        let footprint = footprint(state, &front_end, &request);
+                        if in_flight.conflicts_with(&footprint) {
+                            replies
+                                .settle(&node.counters, |stat, answer| record(state, stat, answer))
+                                .await;
+                            in_flight.clear();
+                        }
+                        let num_later_before = replies.num_later_pushed;
+                        let step = front_end.run(
+                            request,
+                            &mut Replies {
+                                state,
+                                node: &node,
+                                queue: &mut replies,
+                            },
+                        );
+                        if replies.num_later_pushed != num_later_before {
+                            in_flight.add(footprint);
+                        }
+                        step
+                    }
+                };
+                match step {
+                    Step::Ran => {
+                        if replies.output.len() >= OUTPUT_FLUSH_BYTES
+                            && !replies.is_waiting()
+                            && write_output(tally, &mut stream, &mut replies.output)
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Step::Close => {
+                        tracing::debug!(client = %peer, "closing the memcached connection");
+                        close = true;
+                        break 'input;
+                    }
                 }
+            }
+            if incomplete {
+                break;
             }
         }
         replies

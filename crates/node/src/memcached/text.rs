@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use memcache::text::{
     ArithmeticRequest, GetRequest, ReplyKind, StoreRequest, TextError, TextParser, TextRequest,
     TextStatus, encode_client_error, encode_error, encode_number, encode_server_error, encode_stat,
@@ -20,8 +20,6 @@ use super::ops::{
 };
 use super::stats::{self, Command, Counters, StatsAnswer};
 use crate::config::NodeConfig;
-use crate::connection::Footprint;
-use crate::state::NodeState;
 
 /// A text-protocol connection: its parser, and whether it has authenticated.
 pub(super) struct TextFrontEnd {
@@ -84,25 +82,32 @@ impl FrontEnd for TextFrontEnd {
         }
     }
 
-    fn footprint(&self, state: &NodeState, request: &TextRequest) -> Footprint {
-        let key = |key| Footprint::of_keys(state, [key]);
+    fn keys<'r>(&self, request: &'r TextRequest) -> &'r [Bytes] {
+        let one = std::slice::from_ref;
         match request {
-            TextRequest::Get(get) => Footprint::of_keys(state, &get.keys),
-            TextRequest::Store(store) => key(&store.key),
-            TextRequest::Delete { key: deleted, .. } => key(deleted),
-            TextRequest::Arithmetic(arithmetic) => key(&arithmetic.key),
-            TextRequest::Touch { key: touched, .. } => key(touched),
-            TextRequest::MetaGet(meta) => key(&meta.key),
-            TextRequest::MetaSet(meta) => key(&meta.key),
-            TextRequest::MetaDelete(meta) => key(&meta.key),
-            TextRequest::MetaArithmetic(meta) => key(&meta.key),
-            TextRequest::FlushAll { .. } => Footprint::All,
-            TextRequest::Version
+            TextRequest::Get(get) => &get.keys,
+            TextRequest::Store(store) => one(&store.key),
+            TextRequest::Delete { key, .. } | TextRequest::Touch { key, .. } => one(key),
+            TextRequest::Arithmetic(arithmetic) => one(&arithmetic.key),
+            TextRequest::MetaGet(meta) => one(&meta.key),
+            TextRequest::MetaSet(meta) => one(&meta.key),
+            TextRequest::MetaDelete(meta) => one(&meta.key),
+            TextRequest::MetaArithmetic(meta) => one(&meta.key),
+            TextRequest::FlushAll { .. }
+            | TextRequest::Version
             | TextRequest::Stats { .. }
             | TextRequest::Verbosity { .. }
             | TextRequest::Quit
-            | TextRequest::MetaNoop => Footprint::None,
+            | TextRequest::MetaNoop => &[],
         }
+    }
+
+    fn touches_all(&self, request: &TextRequest) -> bool {
+        matches!(request, TextRequest::FlushAll { .. })
+    }
+
+    fn parses_ahead(&self) -> bool {
+        self.authenticated
     }
 
     fn run(&mut self, request: TextRequest, replies: &mut Replies<'_>) -> Step {

@@ -63,53 +63,63 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
     // Partitions of the commands whose replies are still pending in `queue`.
     let mut in_flight = InFlight::default();
     let mut shutdown = ShutdownSignal::new(&state.shutdown);
+    let mut batch: Vec<Parsed> = Vec::with_capacity(BATCH_MAX);
     loop {
-        // Run every complete request in the input.
+        // Run every complete request in the input, a batch at a time.
         let mut close = false;
         let mut num_requests = 0_usize;
-        loop {
-            let limits = session.limits(&state.config);
-            match parser.parse(&mut input, &limits) {
-                Ok(Some(request)) => {
-                    num_requests += 1;
-                    if let Some(prepared) = prepare(
-                        &state,
-                        &mut session,
-                        request.into_args(),
-                        &mut output,
-                        &mut queue,
-                    ) {
-                        let footprint = footprint_of(&state, &prepared.command);
-                        // A command never overtakes an earlier one of the same partition that
-                        // is still pending (a relay in flight): it waits for it (PROTOCOL.md §12).
-                        if in_flight.conflicts_with(&footprint) {
-                            let client = (&mut tally, &mut stream, &mut input);
-                            if drain_queue(&state, &mut queue, &mut output, client)
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                            in_flight.clear();
-                        }
-                        if run_prepared(&state, &mut session, prepared, &mut output, &mut queue) {
-                            in_flight.add(footprint);
-                        }
-                    }
-                    if session.closing {
-                        close = true;
-                        break;
-                    }
-                    if output.len() >= OUTPUT_FLUSH_BYTES
-                        && queue.is_empty()
-                        && write_output(&mut tally, &mut stream, &mut output)
+        'input: loop {
+            let parsed = parse_batch(&mut parser, &mut input, &session, &state.config, &mut batch);
+            if batch.len() > 1 {
+                prefetch_keys(&state, session.db, &batch);
+            }
+            for Parsed {
+                args,
+                command_index_opt,
+            } in batch.drain(..)
+            {
+                num_requests += 1;
+                if let Some(prepared) = prepare(
+                    &state,
+                    &mut session,
+                    args,
+                    command_index_opt,
+                    &mut output,
+                    &mut queue,
+                ) {
+                    let footprint = footprint_of(&state, &prepared.command);
+                    // A command never overtakes an earlier one of the same partition that
+                    // is still pending (a relay in flight): it waits for it (PROTOCOL.md §12).
+                    if in_flight.conflicts_with(&footprint) {
+                        let client = (&mut tally, &mut stream, &mut input);
+                        if drain_queue(&state, &mut queue, &mut output, client)
                             .await
                             .is_err()
-                    {
-                        return;
+                        {
+                            return;
+                        }
+                        in_flight.clear();
+                    }
+                    if run_prepared(&state, &mut session, prepared, &mut output, &mut queue) {
+                        in_flight.add(footprint);
                     }
                 }
-                Ok(None) => break,
+                if session.closing {
+                    close = true;
+                    break 'input;
+                }
+                if output.len() >= OUTPUT_FLUSH_BYTES
+                    && queue.is_empty()
+                    && write_output(&mut tally, &mut stream, &mut output)
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            match parsed {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(error) => {
                     // The input is out of step with request boundaries: answer and close.
                     tracing::debug!(client = %session.peer, %error, "protocol error; closing the connection");
@@ -173,6 +183,73 @@ fn protocol_error_line(error: &ProtocolError, authenticated: bool) -> String {
     }
 }
 
+/// Requests parsed ahead and run as one batch (`parse_batch`).
+const BATCH_MAX: usize = 16;
+
+/// A request parsed, with its row of the command table when the name is known.
+struct Parsed {
+    args: Vec<bytes::Bytes>,
+    command_index_opt: Option<usize>,
+}
+
+/// Parses up to `BATCH_MAX` complete requests from `input` into `batch`, so that their keys can
+/// be prefetched together before any of them runs (`prefetch_keys`). Returns whether more
+/// complete requests may follow, or the protocol error met after the requests in `batch`.
+///
+/// Every request is parsed under the limits the session has when it is read, as if the batch's
+/// earlier requests had run: the limits change only with authentication, and a request that can
+/// change it (AUTH, HELLO, RESET: flagged `NO_AUTH`, with QUIT) ends the batch.
+fn parse_batch(
+    parser: &mut RequestParser,
+    input: &mut BytesMut,
+    session: &Session,
+    config: &crate::config::NodeConfig,
+    batch: &mut Vec<Parsed>,
+) -> Result<bool, ProtocolError> {
+    let limits = session.limits(config);
+    while batch.len() < BATCH_MAX {
+        let Some(request) = parser.parse(input, &limits)? else {
+            return Ok(false);
+        };
+        let args = request.into_args();
+        // The name's row of the command table: the statistics index, and what the parser needs.
+        let command_index_opt = args
+            .first()
+            .and_then(|name| resp::table::lookup_index(name));
+        let ends_batch = command_index_opt.is_some_and(|index| {
+            resp::table::COMMAND_TABLE[index]
+                .flags
+                .contains(resp::table::CommandFlags::NO_AUTH)
+        });
+        batch.push(Parsed {
+            args,
+            command_index_opt,
+        });
+        if ends_batch {
+            break;
+        }
+    }
+    Ok(true)
+}
+
+/// Starts loading the data the batch's single-key commands will read (`store::Store::prefetch`):
+/// with several requests in one read, their cache misses (table slot, key, value) then overlap
+/// instead of stalling each request in turn. A hint: a key of another database (a SELECT in the
+/// batch) or of a partition held elsewhere costs a lookup and nothing else.
+fn prefetch_keys(state: &NodeState, db: u8, batch: &[Parsed]) {
+    for parsed in batch {
+        let Some(index) = parsed.command_index_opt else {
+            continue;
+        };
+        if let resp::table::KeySpec::Range { first: 1, .. } =
+            resp::table::COMMAND_TABLE[index].key_spec
+            && let Some(key) = parsed.args.get(1)
+        {
+            state.store.prefetch(db, key);
+        }
+    }
+}
+
 /// Where a reply known now goes: straight to the output, or behind the queued replies.
 fn target_buffer<'a>(
     output: &'a mut BytesMut,
@@ -202,14 +279,11 @@ fn prepare(
     state: &Arc<NodeState>,
     session: &mut Session,
     args: Vec<bytes::Bytes>,
+    command_index_opt: Option<usize>,
     output: &mut BytesMut,
     queue: &mut VecDeque<Queued>,
 ) -> Option<Prepared> {
     let started = Instant::now();
-    // The name's row of the command table: the statistics index, and what the parser needs.
-    let command_index_opt = args
-        .first()
-        .and_then(|name| resp::table::lookup_index(name));
     session.last_command_at = started;
     if let Some(index) = command_index_opt {
         session.last_command = resp::table::COMMAND_TABLE[index].name;

@@ -501,6 +501,22 @@ impl Keyspace {
             });
         f(entry)
     }
+
+    /// Looks `key` up and asks for its string value's first cache lines (`crate::prefetch`),
+    /// changing nothing: what a GET will copy or a SET will free is then on its way.
+    fn prefetch(&self, db: u8, key: &[u8]) {
+        let Some(bucket) = self.dbs[usize::from(db)].get(&scan_position_of(key)) else {
+            return;
+        };
+        if let Some(index) = bucket.find(key)
+            && let Slot::Live(Entry {
+                value: Value::String(value),
+                ..
+            }) = &bucket.slots()[index].slot
+        {
+            crate::prefetch::value_lines(value);
+        }
+    }
 }
 
 fn account(totals: &mut Totals, shared: &Shared, db_index: usize, before: Summary, after: Summary) {
@@ -596,6 +612,15 @@ impl Partition {
     /// Accounted bytes of this partition's entries, tombstones and index items.
     pub fn memory_bytes(&self) -> u64 {
         self.keyspace.totals.memory_bytes
+    }
+
+    /// Starts loading into the cache what an op on `key` in `db` will read, changing nothing:
+    /// the table slot, the key and the first lines of a string value. A hint for a batch of
+    /// pipelined requests, whose lookups' cache misses then overlap (`Store::prefetch`).
+    pub fn prefetch(&self, db: u8, key: &[u8]) {
+        if usize::from(db) < NUM_STORED_DATABASES {
+            self.keyspace.prefetch(db, key);
+        }
     }
 
     /// Executes `op` on database `db` at wall-clock `now_ms`; see `Op` for each op's replies.

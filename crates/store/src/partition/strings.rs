@@ -165,7 +165,7 @@ impl Partition {
                 ..
             }) = current
             {
-                prefetch_allocation_header(old);
+                crate::prefetch::allocation_header(old);
             }
             let value = Value::String(Bytes::copy_from_slice(&args.value));
             match put_checked(
@@ -429,21 +429,4 @@ pub(super) fn set_expiry(
 ) -> Option<Effect> {
     live_mut(slot)?.expire_at_ms = expire_at_ms;
     touch_version(shared, slot, now_ms).map(|(_, change)| change)
-}
-
-/// Asks the CPU to start loading the allocator's header of the value `bytes` will free: a SET
-/// that replaces a value frees the old one, and glibc's `free` first reads the size word just
-/// before the block, which for a value written long ago is a cache miss (11 % of scd's CPU under
-/// `redis-benchmark -P 16` SETs). Issued before the new value is copied, the load overlaps that
-/// copy. A hint only: no effect on memory, and a no-op on other architectures.
-fn prefetch_allocation_header(bytes: &Bytes) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; a prefetch neither reads into
-    // the program nor faults, whatever the address (`wrapping_sub` keeps the arithmetic defined).
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().wrapping_sub(8).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }

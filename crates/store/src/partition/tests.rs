@@ -1823,3 +1823,51 @@ fn a_partition_that_records_no_mutations_answers_and_accounts_the_same() {
     silent.partition(0).set_record_mutations(true);
     assert_eq!(run(&silent, set("b", "2")).mutations.len(), 1);
 }
+
+/// A prefetch is a hint: whatever the key holds (a string, a hash, an expired entry, nothing),
+/// and whatever the database number, it changes nothing; and it never waits for a partition
+/// someone holds.
+#[test]
+fn a_prefetch_changes_nothing_and_never_waits() {
+    let store = store();
+    let long_value = "v".repeat(3_000);
+    check(
+        &store,
+        vec![
+            (set("s", &long_value), written()),
+            (hset("h", &[("f", "1")]), int(1)),
+            (
+                set_with(
+                    "e",
+                    "x",
+                    SetExpiry::AtMs(NOW_MS + 10),
+                    SetCondition::Always,
+                    false,
+                ),
+                written(),
+            ),
+        ],
+    );
+    let before = store.stats();
+    let memory_before = store.partition(0).memory_bytes();
+    for db in [0, 1, crate::NUM_STORED_DATABASES as u8 - 1, u8::MAX] {
+        for key in ["s", "h", "e", "absent"] {
+            store.prefetch(db, key.as_bytes());
+        }
+    }
+    {
+        let held = store.partition(0);
+        // Returns at once: the partition is held here, on this thread.
+        store.prefetch(0, b"s");
+        assert_eq!(held.num_keys(), 3);
+    }
+    assert_eq!(store.stats(), before);
+    assert_eq!(store.partition(0).memory_bytes(), memory_before);
+    check_at(
+        &store,
+        vec![
+            (NOW_MS, get("s"), bulk(&long_value)),
+            (NOW_MS + 11, get("e"), Reply::Nil),
+        ],
+    );
+}
