@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufReader, Write};
 
-use common::{IO_TIMEOUT, Scd, read_reply, request};
+use common::{IO_TIMEOUT, Scd, read_reply, request, wait_until};
 use redis::{Connection, FromRedisValue, RedisError, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1068,4 +1068,45 @@ fn an_http_request_on_the_redis_port_closes_the_connection_and_runs_nothing() {
     let value: Option<String> = run(&mut c, &["GET", "xproto"]);
     assert_eq!(value, None);
     check_text(&mut c, &["PING"], Some("PONG"));
+}
+
+/// Requests a client sends while its `SCD.LOCK … WAIT` is pending are read ahead (to notice a
+/// client that leaves) and run once the wait ends, without waiting for the client to send more:
+/// whether the wait held up a request behind it or was the last request read.
+#[test]
+fn requests_sent_during_a_lock_wait_run_when_it_ends() {
+    let node = Scd::start(&[]);
+    let mut holder = connect(&node, Protocol::Resp2);
+    let lock_waiters = |holder: &mut Connection, key: &str| -> Option<i64> {
+        match run::<Value>(holder, &["SCD.LOCKINFO", key]) {
+            Value::Array(items) => Some(i64::from_redis_value(items[4].clone()).expect("waiters")),
+            _ => None,
+        }
+    };
+    let mut waiter = node.connect();
+    let mut replies = BufReader::new(waiter.try_clone().expect("clone"));
+    let read = |replies: &mut BufReader<std::net::TcpStream>| {
+        String::from_utf8_lossy(&read_reply(replies).expect("a reply in time")).into_owned()
+    };
+    for (key, behind) in [("first", Some("GET")), ("second", None)] {
+        // The holder's lease ends the wait: the PING below is sent 700 ms before, and so read
+        // while the wait is pending (the node reads ahead then), not after it.
+        let _: i64 = run(&mut holder, &["SCD.LOCK", key, "700"]);
+        let mut requests = request(&[b"SCD.LOCK", key.as_bytes(), b"60000", b"WAIT", b"20000"]);
+        if let Some(name) = behind {
+            requests.extend_from_slice(&request(&[name.as_bytes(), key.as_bytes()]));
+        }
+        waiter.write_all(&requests).expect("send");
+        wait_until(IO_TIMEOUT, || {
+            (lock_waiters(&mut holder, key) == Some(1)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the wait for {key} was never queued"));
+        waiter.write_all(&request(&[b"PING"])).expect("send");
+        let granted = read(&mut replies);
+        assert!(granted.starts_with(':'), "{key}: {granted:?}");
+        if behind.is_some() {
+            assert_eq!(read(&mut replies), "$-1\r\n", "{key}");
+        }
+        assert_eq!(read(&mut replies), "+PONG\r\n", "{key}");
+    }
 }

@@ -64,13 +64,20 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
     let mut in_flight = InFlight::default();
     let mut shutdown = ShutdownSignal::new(&state.shutdown);
     let mut batch: Vec<Parsed> = Vec::with_capacity(BATCH_MAX);
+    // The input's length when the parser last found no complete request in it: bytes beyond it
+    // were read while a reply waited (`client_gone`), and the requests they may hold run before
+    // the connection waits for the client again.
+    let mut input_len_parsed = 0_usize;
     loop {
         // Run every complete request in the input, a batch at a time.
         let mut close = false;
         let mut num_requests = 0_usize;
         'input: loop {
             let parsed = parse_batch(&mut parser, &mut input, &session, &state.config, &mut batch);
-            if batch.len() > 1 {
+            if matches!(parsed, Ok(false)) {
+                input_len_parsed = input.len();
+            }
+            if batch.len() > 1 && session.authenticated {
                 prefetch_keys(&state, session.db, &batch);
             }
             for Parsed {
@@ -154,6 +161,10 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
             return;
         }
         shrink(&mut output);
+        if input.len() != input_len_parsed {
+            // Read while a reply waited: parse it before reading more.
+            continue;
+        }
         if input.is_empty() {
             shrink(&mut input);
         }
