@@ -270,8 +270,12 @@ async fn quit_closes_without_a_reply() {
     client
         .check("version\r\n", "VERSION 1.6.21 scd 0.0.0\r\n")
         .await;
-    client.send("quit\r\nversion\r\n").await;
+    client.send("quit\r\nversion\r\nbogus\r\n").await;
     client.expect_closed().await;
+    // What came after the quit was not read: the malformed line was neither answered nor
+    // counted as an error.
+    let info = String::from_utf8(node.resp(&[b"INFO", b"stats"]).await).expect("text");
+    assert!(info.contains("total_error_replies:0\r\n"), "{info}");
 }
 
 #[tokio::test]

@@ -135,6 +135,10 @@ impl FrontEnd for BinaryFrontEnd {
         self.authenticated
     }
 
+    fn closes(&self, request: &BinaryRequest) -> bool {
+        matches!(request.command, BinaryCommand::Quit { .. })
+    }
+
     fn run(&mut self, request: BinaryRequest, replies: &mut Replies<'_>) -> Step {
         let started = Instant::now();
         let state = replies.state;

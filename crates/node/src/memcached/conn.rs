@@ -103,6 +103,10 @@ pub(super) trait FrontEnd {
     /// under and what it may do.
     fn parses_ahead(&self) -> bool;
 
+    /// Whether `request` closes the connection (`quit`): nothing after it is taken off the
+    /// input, as nothing after it is answered.
+    fn closes(&self, request: &Self::Request) -> bool;
+
     /// Runs `request`, answering through `replies`.
     fn run(&mut self, request: Self::Request, replies: &mut Replies<'_>) -> Step;
 }
@@ -311,8 +315,11 @@ async fn serve_with<F: FrontEnd>(
                 match front_end.next(&mut input, &mut answer_to) {
                     Next::Incomplete => incomplete = true,
                     Next::Request(request) => {
+                        let closes = front_end.closes(&request);
                         batch.push(Taken::Request(request));
-                        continue;
+                        if !closes {
+                            continue;
+                        }
                     }
                     Next::Answered(step) => batch.push(Taken::Answered(step)),
                 }

@@ -110,6 +110,10 @@ impl FrontEnd for TextFrontEnd {
         self.authenticated
     }
 
+    fn closes(&self, request: &TextRequest) -> bool {
+        matches!(request, TextRequest::Quit)
+    }
+
     fn run(&mut self, request: TextRequest, replies: &mut Replies<'_>) -> Step {
         run(request, replies)
     }
