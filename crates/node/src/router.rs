@@ -53,6 +53,12 @@ impl Router {
         store::partition_of(key, self.num_partitions)
     }
 
+    /// Starts loading into the cache what an op on `key` will read, when this node is its
+    /// partition's primary (`cluster::engine::Engine::prefetch`).
+    pub(crate) fn prefetch(&self, db: u8, key: &[u8]) {
+        self.io.engine.prefetch(self.partition_of(key), db, key);
+    }
+
     /// Runs `op` (which names a key) on the key's partition.
     pub(crate) fn execute(&self, db: u8, op: Op) -> Pending<Reply> {
         let partition = op.key().map(|key| self.partition_of(key)).unwrap_or(0);

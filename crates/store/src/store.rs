@@ -171,12 +171,19 @@ impl Store {
     }
 
     /// Starts loading into the cache what an op on `key` in `db` will read (`Partition::prefetch`),
-    /// unless the partition is locked by someone else: a hint, never a wait. Called for each
-    /// request of a pipelined batch before the batch runs, so that the batch's cache misses
-    /// overlap instead of stalling one request after the other.
-    pub fn prefetch(&self, db: u8, key: &[u8]) {
-        let index = self.partition_of(key) as usize;
-        if let Some(partition) = self.partitions[index].try_lock() {
+    /// unless `partition` (the key's) is locked by someone else or out of range: a hint, never
+    /// a wait. Called for each request of a pipelined batch before the batch runs, so that the
+    /// batch's cache misses are taken together instead of stalling one request after the other.
+    pub fn prefetch(&self, partition: u32, db: u8, key: &[u8]) {
+        debug_assert!(
+            partition >= self.num_partitions() || partition == self.partition_of(key),
+            "the partition of the key"
+        );
+        if let Some(partition) = self
+            .partitions
+            .get(partition as usize)
+            .and_then(Mutex::try_lock)
+        {
             partition.prefetch(db, key);
         }
     }

@@ -561,6 +561,20 @@ impl<H: Host> Engine<H> {
         execution
     }
 
+    /// Starts loading into the cache what an op on `key` will read (`store::Store::prefetch`),
+    /// when this node is the partition's primary: elsewhere the op is relayed, and a backup's
+    /// copy would be loaded for nothing. A hint, for the requests of a pipelined batch before
+    /// they run: it never waits for a lock.
+    pub fn prefetch(&self, partition: u32, db: u8, key: &[u8]) {
+        let Some(slot) = self.partitions.get(partition as usize) else {
+            return;
+        };
+        let is_primary = slot.try_lock().is_some_and(|state| state.primary.is_some());
+        if is_primary {
+            self.store.prefetch(partition, db, key);
+        }
+    }
+
     /// Records `record` for `partition` if it is higher than the one held (a relay learned it
     /// from a `NotPrimary` response).
     pub fn learn_record(&self, partition: u32, record: Record, now_ms: u64) {

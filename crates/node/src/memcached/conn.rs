@@ -112,7 +112,7 @@ pub(super) trait FrontEnd {
 }
 
 /// Requests taken off the input ahead and run as one batch, after their keys were prefetched
-/// together (`store::Store::prefetch`): with several requests in one read, their cache misses
+/// together (`Router::prefetch`): with several requests in one read, their cache misses
 /// then overlap instead of stalling each request in turn.
 const BATCH_MAX: usize = 16;
 
@@ -329,7 +329,7 @@ async fn serve_with<F: FrontEnd>(
                 for taken in &batch {
                     if let Taken::Request(request) = taken {
                         for key in front_end.keys(request) {
-                            state.store.prefetch(MEMCACHED_DB, key);
+                            state.router.prefetch(MEMCACHED_DB, key);
                         }
                     }
                 }

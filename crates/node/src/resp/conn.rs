@@ -243,10 +243,11 @@ fn parse_batch(
     Ok(true)
 }
 
-/// Starts loading the data the batch's single-key commands will read (`store::Store::prefetch`):
-/// with several requests in one read, their cache misses (table slot, key, value) then overlap
-/// instead of stalling each request in turn. A hint: a key of another database (a SELECT in the
-/// batch) or of a partition held elsewhere costs a lookup and nothing else.
+/// Starts loading the data the batch's single-key commands will read (`Router::prefetch`):
+/// with several requests in one read, their cache misses (table slot, key, value) are then taken
+/// together instead of stalling each request in turn. A hint: a key of another database (a
+/// SELECT in the batch) costs a lookup and nothing else, and a key whose primary is another
+/// node is not looked up.
 fn prefetch_keys(state: &NodeState, db: u8, batch: &[Parsed]) {
     for parsed in batch {
         let Some(index) = parsed.command_index_opt else {
@@ -256,7 +257,7 @@ fn prefetch_keys(state: &NodeState, db: u8, batch: &[Parsed]) {
             resp::table::COMMAND_TABLE[index].key_spec
             && let Some(key) = parsed.args.get(1)
         {
-            state.store.prefetch(db, key);
+            state.router.prefetch(db, key);
         }
     }
 }

@@ -1825,8 +1825,8 @@ fn a_partition_that_records_no_mutations_answers_and_accounts_the_same() {
 }
 
 /// A prefetch is a hint: whatever the key holds (a string, a hash, an expired entry, nothing),
-/// and whatever the database number, it changes nothing; and it never waits for a partition
-/// someone holds.
+/// and whatever the database or partition number, it changes nothing; and it never waits for a
+/// partition someone holds.
 #[test]
 fn a_prefetch_changes_nothing_and_never_waits() {
     let store = store();
@@ -1852,13 +1852,14 @@ fn a_prefetch_changes_nothing_and_never_waits() {
     let memory_before = store.partition(0).memory_bytes();
     for db in [0, 1, crate::NUM_STORED_DATABASES as u8 - 1, u8::MAX] {
         for key in ["s", "h", "e", "absent"] {
-            store.prefetch(db, key.as_bytes());
+            store.prefetch(0, db, key.as_bytes());
         }
     }
     {
         let held = store.partition(0);
         // Returns at once: the partition is held here, on this thread.
-        store.prefetch(0, b"s");
+        store.prefetch(0, 0, b"s");
+        store.prefetch(7, 0, b"s");
         assert_eq!(held.num_keys(), 3);
     }
     assert_eq!(store.stats(), before);
