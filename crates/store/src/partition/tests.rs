@@ -1855,13 +1855,30 @@ fn a_prefetch_changes_nothing_and_never_waits() {
             store.prefetch(0, db, key.as_bytes());
         }
     }
-    {
-        let held = store.partition(0);
-        // Returns at once: the partition is held here, on this thread.
+    // With the partition held by another thread, the prefetch returns at once (a prefetch that
+    // waited for the lock would make this fail at the deadline, not hang).
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let holder_store = &store;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let held = holder_store.partition(0);
+            held_tx.send(()).expect("the test waits");
+            // Held until the prefetches are done, or for at most 10 s.
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+            drop(held);
+        });
+        held_rx.recv().expect("the partition is held");
+        let started = std::time::Instant::now();
         store.prefetch(0, 0, b"s");
         store.prefetch(7, 0, b"s");
-        assert_eq!(held.num_keys(), 3);
-    }
+        let took = started.elapsed();
+        done_tx.send(()).expect("the holder waits");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "the prefetch waited {took:?}"
+        );
+    });
     assert_eq!(store.stats(), before);
     assert_eq!(store.partition(0).memory_bytes(), memory_before);
     check_at(
