@@ -492,30 +492,30 @@ impl Keyspace {
 
     /// A read-only look at the live entry of `key` (expired entries count as absent).
     fn peek<R>(&self, db: u8, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Entry>) -> R) -> R {
-        let entry = self.dbs[usize::from(db)]
-            .get(&scan_position_of(key))
-            .and_then(|bucket| bucket.find(key).map(|index| &bucket.slots()[index].slot))
-            .and_then(|slot| match slot {
-                Slot::Live(entry) if !entry.is_expired(now_ms) => Some(entry),
-                _ => None,
-            });
+        let entry = self.slot(db, key).and_then(|slot| match slot {
+            Slot::Live(entry) if !entry.is_expired(now_ms) => Some(entry),
+            _ => None,
+        });
         f(entry)
     }
 
     /// Looks `key` up and asks for its string value's first cache lines (`crate::prefetch`),
     /// changing nothing: what a GET will copy or a SET will free is then on its way.
     fn prefetch(&self, db: u8, key: &[u8]) {
-        let Some(bucket) = self.dbs[usize::from(db)].get(&scan_position_of(key)) else {
-            return;
-        };
-        if let Some(index) = bucket.find(key)
-            && let Slot::Live(Entry {
-                value: Value::String(value),
-                ..
-            }) = &bucket.slots()[index].slot
+        if let Some(Slot::Live(Entry {
+            value: Value::String(value),
+            ..
+        })) = self.slot(db, key)
         {
             crate::prefetch::value_lines(value);
         }
+    }
+
+    /// What the keyspace holds for `key` in `db`, expired or not (`None` for a database out of
+    /// range too).
+    fn slot(&self, db: u8, key: &[u8]) -> Option<&Slot> {
+        let bucket = self.dbs.get(usize::from(db))?.get(&scan_position_of(key))?;
+        bucket.find(key).map(|index| &bucket.slots()[index].slot)
     }
 }
 
@@ -618,9 +618,7 @@ impl Partition {
     /// the table slot, the key and the first lines of a string value. A hint for a batch of
     /// pipelined requests, whose lookups' cache misses then overlap (`Store::prefetch`).
     pub fn prefetch(&self, db: u8, key: &[u8]) {
-        if usize::from(db) < NUM_STORED_DATABASES {
-            self.keyspace.prefetch(db, key);
-        }
+        self.keyspace.prefetch(db, key);
     }
 
     /// Executes `op` on database `db` at wall-clock `now_ms`; see `Op` for each op's replies.
