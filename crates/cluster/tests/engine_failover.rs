@@ -7,7 +7,7 @@ use bytes::Bytes;
 use cluster::engine::{Execution, WriteMode};
 use cluster::table::Member;
 use cluster::wire::PeerMessage;
-use engine_support::{Cluster, PARTITIONS, expiring_set_op, key_in, keys, set_op};
+use engine_support::{Cluster, PARTITIONS, key_in, keys, set_op};
 use store::Reply;
 
 /// A partition whose primary is `primary` (by index) in `observer`'s table.
@@ -490,40 +490,161 @@ fn a_backup_removed_by_a_link_reset_keeps_its_copy_until_snapshotted_again() {
 }
 
 #[test]
+fn a_write_whose_frame_a_link_reset_lost_is_acknowledged_only_once_the_backup_holds_it() {
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
+    let b_member = cluster.nodes[b].member;
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
+    let key = key_in(partition, "lost-frame");
+    cluster.set(a, &key, "1");
+    // The write's frame is on its way to b when the link resets: it is lost.
+    cluster.hold_links.insert((a, b));
+    let why = "a write-through write waits for its backup";
+    let (member, frame) = the_one_wait(&cluster, a, partition, set_op(&key, "2"), why);
+    assert_eq!(member, b_member);
+    cluster.hold_links.clear();
+    cluster.link_down(a, b);
+    // b confirms over the next link, but a's snapshot of it is held back on the link.
+    cluster.hold_kinds.insert("snapshot_begin");
+    cluster.link_up(a, b);
+    cluster.run(200);
+    assert_eq!(cluster.nodes[a].engine.stats().removals_confirmed, 1);
+    assert_eq!(cluster.stored(b, &key).as_deref(), Some(&b"1"[..]));
+    assert!(
+        cluster.nodes[a].host.acked(b_member) < frame,
+        "not acknowledged while only a holds it"
+    );
+    cluster.hold_kinds.clear();
+    cluster.run(200);
+    assert_eq!(cluster.stored(b, &key).as_deref(), Some(&b"2"[..]));
+    assert!(cluster.nodes[a].host.acked(b_member) >= frame);
+    cluster.assert_balanced(&[a, b], 1);
+}
+
+#[test]
+fn a_backup_that_confirmed_and_lost_its_link_again_still_holds_back_the_writes_it_lacks() {
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
+    let b_member = cluster.nodes[b].member;
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
+    let key = key_in(partition, "twice");
+    cluster.set(a, &key, "1");
+    cluster.hold_links.insert((a, b));
+    let why = "a write-through write waits for its backup";
+    let (_, frame) = the_one_wait(&cluster, a, partition, set_op(&key, "2"), why);
+    cluster.hold_links.clear();
+    cluster.link_down(a, b);
+    // b confirms; the snapshot that would bring it the write never ends.
+    cluster.hold_kinds.insert("snapshot_end");
+    cluster.link_up(a, b);
+    let confirm_timeout_ms = cluster.nodes[a].engine.config().confirm_timeout_ms;
+    cluster.run(confirm_timeout_ms + 500);
+    assert_eq!(cluster.nodes[a].engine.stats().removals_confirmed, 1);
+    assert!(cluster.nodes[a].host.acked(b_member) < frame);
+    // The link ends again, long after the first drop: b gets its own time to come back.
+    cluster.link_down(a, b);
+    cluster.run(100);
+    assert!(
+        cluster.nodes[a].host.acked(b_member) < frame,
+        "not given up on at once for a drop that is long past"
+    );
+    assert_eq!(cluster.nodes[a].engine.stats().removals_unconfirmed, 0);
+    cluster.hold_kinds.clear();
+    cluster.link_up(a, b);
+    cluster.run(500);
+    assert!(cluster.nodes[a].host.acked(b_member) >= frame);
+    assert_eq!(cluster.stored(b, &key).as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
+fn writes_after_a_link_reset_wait_for_the_backup_being_brought_up_to_date_in_place() {
+    let mut cluster = Cluster::formed_pair();
+    let (a, b) = (0, 1);
+    let b_member = cluster.nodes[b].member;
+    let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
+    let key = key_in(partition, "resync");
+    cluster.set(a, &key, "1");
+    cluster.link_down(a, b);
+    // b confirms over the next link, but its table does not reach a: a cannot snapshot it yet.
+    cluster.hold_links.insert((b, a));
+    cluster.link_up(a, b);
+    cluster.run(200);
+    assert_eq!(cluster.nodes[a].engine.stats().removals_confirmed, 1);
+    assert_eq!(
+        cluster.nodes[a]
+            .engine
+            .execute(partition, 0, set_op(&key, "2"), cluster.now_ms),
+        Execution::Wait {
+            reason: cluster::engine::WaitReason::BackupUnconfirmed
+        },
+        "a write acknowledged now would have one copy, b's kept one lacking it"
+    );
+    // a snapshots b in place; until that is done (b's answer is lost), writes wait for b.
+    cluster.hold_links.clear();
+    cluster.drop_kinds.insert("snapshot_done");
+    cluster.run(200);
+    assert!(
+        !cluster.nodes[a]
+            .engine
+            .record(partition)
+            .is_some_and(|r| r.is_backup(b_member)),
+        "b is not a backup in the record before its snapshot is done"
+    );
+    let why = "a write waits for the backup that keeps its copy";
+    let (member, frame) = the_one_wait(&cluster, a, partition, set_op(&key, "2"), why);
+    assert_eq!(member, b_member);
+    cluster.run(50);
+    assert!(cluster.nodes[a].host.acked(b_member) >= frame);
+    assert_eq!(cluster.stored(b, &key).as_deref(), Some(&b"2"[..]));
+    // The snapshots whose answer was lost start again after their timeout.
+    cluster.drop_kinds.clear();
+    let timeout_ms = cluster.nodes[a].engine.config().snapshot_done_timeout_ms;
+    cluster.run(timeout_ms + 500);
+    cluster.assert_balanced(&[a, b], 1);
+}
+
+#[test]
 fn an_in_place_snapshot_removes_what_the_primary_no_longer_has() {
     let mut cluster = Cluster::formed_pair();
     let (a, b) = (0, 1);
     let partition = partition_backed_up_by(&cluster, a, &[b], Backups::Exactly);
     let kept = key_in(partition, "kept");
-    let expiring = key_in(partition, "expiring");
+    let deleted = key_in(partition, "deleted");
     cluster.set(a, &kept, "1");
-    cluster.set(a, &expiring, "1");
-    // The link resets; b confirms, but a's new snapshot of it waits on the link.
+    cluster.set(a, &deleted, "1");
+    // a deletes `deleted`, and the link resets before b has the deletion: its frame is lost.
+    cluster.hold_links.insert((a, b));
+    let delete = store::Op::Delete {
+        key: Bytes::from(deleted.clone()),
+        cas_opt: None,
+    };
+    let execution = cluster.nodes[a]
+        .engine
+        .execute(partition, 0, delete, cluster.now_ms);
+    assert!(
+        matches!(execution, Execution::AwaitAcks { .. }),
+        "{execution:?}"
+    );
+    cluster.hold_links.clear();
     cluster.link_down(a, b);
-    cluster.hold_kinds.insert("snapshot_begin");
-    cluster.link_up(a, b);
-    cluster.run(100);
-    // Meanwhile `expiring` gets a short life on a, runs out, and its tombstone ages out and is
-    // swept: a holds nothing of it.
-    let soon = store::SetExpiry::AtMs(cluster.now_ms + 20);
-    cluster.op(a, partition, expiring_set_op(&expiring, "2", soon));
-    cluster.run(50);
+    // The deletion's tombstone ages out and is swept: a holds nothing of the key, and no
+    // image of it will reach b.
     let tombstone_ttl_ms = cluster.nodes[a].store.config().tombstone_ttl_ms;
     cluster.nodes[a]
         .store
         .partition(partition)
-        .sweep(cluster.now_ms + tombstone_ttl_ms, 1_000);
+        .sweep(cluster.now_ms + tombstone_ttl_ms + 1, 1_000);
     assert_eq!(
         cluster.nodes[a].store.partition(partition).num_tombstones(),
         0
     );
-    assert_eq!(cluster.stored(b, &expiring).as_deref(), Some(&b"1"[..]));
-    cluster.hold_kinds.clear();
+    assert_eq!(cluster.stored(b, &deleted).as_deref(), Some(&b"1"[..]));
+    cluster.link_up(a, b);
     cluster.run(500);
     cluster.assert_balanced(&[a, b], 1);
     assert_eq!(cluster.stored(b, &kept).as_deref(), Some(&b"1"[..]));
     assert_eq!(
-        cluster.stored(b, &expiring),
+        cluster.stored(b, &deleted),
         None,
         "the kept copy's value of a key the primary no longer has is gone"
     );

@@ -59,7 +59,9 @@
 //!
 //! Excuses: locks are write-through whatever the write mode, so a lock (and so (a), (b)) may
 //! be lost only where invariant 1 lets an acknowledged write go in write-through (more kills
-//! than backups, kills combined with splits, pauses or link resets); a guarded data write
+//! than backups, a link reset and more than one kill or a join, kills combined with splits
+//! or pauses);
+//! a guarded data write
 //! follows the write mode, so (c)'s second half also excuses delayed-write losses. Across a
 //! network split the two sides grant independently (no consensus) and the heal merges by
 //! version: that is excused by the connected-group rule above and counted.
@@ -246,7 +248,9 @@ impl Sim {
             .map_or(backups, |eligible| backups.min(eligible.saturating_sub(1)));
         window.kills > 0
             && (backups == 0
-                || window.kills + window.link_resets > copies_beyond_primary
+                || window.kills > copies_beyond_primary
+                || (window.kills > 1 && window.kills + window.link_resets > copies_beyond_primary)
+                || (window.link_resets > 0 && window.joins > 0)
                 || window.partitions > 0
                 || window.pauses > 0)
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::state::{Following, PartitionState, PrimaryState, StreamMember, StreamPhase};
+use super::state::{Following, PartitionState, PrimaryState, StreamMember};
 use super::{Ctx, Engine, Host};
 use crate::table::{Epoch, Member, Record};
 use crate::wire::{PeerMessage, ReplicatedMutation};
@@ -49,12 +49,6 @@ impl<H: Host> Engine<H> {
         if let Some(record) = state.record.clone() {
             self.send(to, &PeerMessage::Record { partition, record }, now_ms);
         }
-    }
-
-    fn lose_step(&self, partition: u32, state: &mut PartitionState, primary: Member, now_ms: u64) {
-        state.following = None;
-        state.needs_evaluation = true;
-        self.send_resync(primary, partition, now_ms);
     }
 
     /// The stream from `primary` is out of step (a gap, or an entry that failed its checksum)
@@ -209,7 +203,11 @@ impl<H: Host> Engine<H> {
             .as_mut()
             .and_then(|following| following.refreshed.as_mut());
         if let Applied::Corrupt = self.apply_entries(partition, mutations, refreshed, ctx.now_ms) {
-            self.lose_step(partition, &mut state, from, ctx.now_ms);
+            // The primary may count this node's acknowledgements (a copy brought up to date in
+            // place is waited for): the link is reset before it acknowledges anything more, as
+            // for a corrupt stream frame. A partial fresh snapshot is then dropped, a kept copy
+            // kept (`forget_link`).
+            self.reset_stream(&mut state, from);
         }
         self.finish(partition, &state);
     }
@@ -285,12 +283,21 @@ impl<H: Host> Engine<H> {
             self.finish(partition, &state);
             return;
         }
-        let in_step = state
-            .following
-            .as_ref()
-            .is_some_and(|following| following.primary == from && !following.receiving);
+        // Out of step (`lost_step`: its link to an earlier primary ended, and frames of that
+        // primary's acknowledged writes may be missing here) it may lack what the old primary
+        // holds, although it applies the old primary's own stream (sim seed 31331).
+        let in_step = state.following.as_ref().is_some_and(|following| {
+            following.primary == from && !following.receiving && !following.lost_step
+        });
         if !in_step {
-            // This node does not hold the partition in step with the old primary: refuse.
+            // This node does not hold the partition in step with the old primary: refuse, and
+            // ask for a snapshot. The refusal is its own message: a `Resync` alone may also
+            // have been sent before the handoff arrived, and does not tell whether it was.
+            let message = PeerMessage::HandoffRefused {
+                partition,
+                epoch: record.epoch,
+            };
+            self.send(from, &message, ctx.now_ms);
             self.send_resync(from, partition, ctx.now_ms);
             self.finish(partition, &state);
             return;
@@ -317,14 +324,7 @@ impl<H: Host> Engine<H> {
             if let Some(link) = self.link(backup) {
                 // The old primary drained every backup before handing off, so they hold what
                 // this node holds; they follow this tenure from its first frame.
-                primary.stream.push(StreamMember {
-                    member: backup,
-                    link,
-                    phase: StreamPhase::Synced,
-                    last_frame: 0,
-                    synced_frame: 0,
-                    unreachable: false,
-                });
+                primary.stream.push(StreamMember::synced(backup, link));
             }
         }
         self.become_primary(&mut state, primary);

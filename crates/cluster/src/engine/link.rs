@@ -128,7 +128,12 @@ pub(crate) struct PeerState {
 /// partitions it was removed from execute nothing (PROTOCOL.md §6).
 #[derive(Debug)]
 pub(crate) struct Confirmation {
+    /// Since the drop that started this confirmation (a link that ends after the table was
+    /// acknowledged starts a new one).
     pub(crate) since_ms: u64,
+    /// Since the first drop: a link that keeps coming back and ending cannot hold its
+    /// acknowledgements longer than `confirm_timeout_ms + snapshot_done_timeout_ms` from it.
+    pub(crate) first_since_ms: u64,
     /// Its links that ended meanwhile: released (their waits end) when this is over.
     pub(crate) ended: Vec<std::sync::Arc<PeerLink>>,
     /// The frame of the table sent on its current link, once one is up.
@@ -138,16 +143,31 @@ pub(crate) struct Confirmation {
     /// The highest frame number toward it when its last link ended (the host's count): every
     /// wait on its ended links is for a frame up to this one.
     pub(crate) ended_last_frame: u64,
+    /// When it acknowledged the table on its current link: the partitions serve again (with
+    /// it brought up to date in place), but its acknowledgements stay held while `missed` is
+    /// not empty, for at most `EngineConfig::snapshot_done_timeout_ms`.
+    pub(crate) table_acked_ms: Option<u64>,
+    /// Partitions, primary here, whose frames to it were lost with a link (or never sent) while
+    /// writes waited for them: those writes are released only once it holds them, when the
+    /// partition's in-place snapshot to it is done (or it is given up on).
+    pub(crate) missed: Vec<u32>,
+    /// Bumped by every change that may add to `missed` or `partitions` (a link ending, a drop,
+    /// lost frames): tells a check of `missed` made without the lock whether it still holds.
+    pub(crate) generation: u64,
 }
 
 impl Confirmation {
     pub(crate) fn new(since_ms: u64) -> Confirmation {
         Confirmation {
             since_ms,
+            first_since_ms: since_ms,
             ended: Vec::new(),
             table_frame: None,
             partitions: Vec::new(),
             ended_last_frame: 0,
+            table_acked_ms: None,
+            missed: Vec::new(),
+            generation: 0,
         }
     }
 }

@@ -38,7 +38,7 @@ mod rules;
 mod state;
 mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -388,6 +388,15 @@ struct SeenMember {
     first_heard_ms: u64,
 }
 
+/// What an acknowledgement did to the confirmation its member owed (`Engine::handle_ack`).
+enum Confirmed {
+    No,
+    /// The table was acknowledged; the partitions stop waiting, the acknowledgements stay held.
+    Partitions(Vec<u32>),
+    /// The confirmation is over.
+    Whole(Confirmation),
+}
+
 /// What a node knows of a member's death (see `Engine::death_knowledge`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Death {
@@ -696,8 +705,8 @@ impl<H: Host> Engine<H> {
                 return;
             };
             link.note_acked(frames);
-            match &state.confirmation {
-                None => (None, false),
+            match &mut state.confirmation {
+                None => (Confirmed::No, false),
                 // It must confirm it was removed (`link::Confirmation`), and `frames` does not
                 // cover the table that tells it: the writes that waited for it stay
                 // unacknowledged (waits on this link's own frames are not the host's).
@@ -706,16 +715,45 @@ impl<H: Host> Engine<H> {
                         .table_frame
                         .is_none_or(|table_frame| frames < table_frame) =>
                 {
-                    (None, true)
+                    (Confirmed::No, true)
                 }
-                Some(_) => (state.confirmation.take(), false),
+                // Confirmed, but it lacks frames writes wait for: its partitions serve again
+                // (it is brought up to date in place), its acknowledgements stay held until
+                // the partitions that lost frames are snapshotted.
+                Some(confirmation) if !confirmation.missed.is_empty() => {
+                    if confirmation.table_acked_ms.is_some() {
+                        (Confirmed::No, true)
+                    } else {
+                        // An acknowledgement carries no time: the last membership tick's,
+                        // up to a tick early, starts the bound on the hold.
+                        let now_ms = self.last_alive_ms.load(Ordering::Acquire);
+                        confirmation.table_acked_ms = Some(now_ms);
+                        let partitions = std::mem::take(&mut confirmation.partitions);
+                        (Confirmed::Partitions(partitions), true)
+                    }
+                }
+                Some(_) => match state.confirmation.take() {
+                    Some(confirmation) => (Confirmed::Whole(confirmation), false),
+                    None => (Confirmed::No, false),
+                },
             }
         };
-        if let Some(confirmation) = confirmed {
-            self.stats
-                .removals_confirmed
-                .fetch_add(1, Ordering::Relaxed);
-            self.end_confirmation(from, confirmation, frames, None);
+        match confirmed {
+            Confirmed::No => {}
+            Confirmed::Partitions(partitions) => {
+                self.stats
+                    .removals_confirmed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.stop_awaiting(from, &partitions);
+            }
+            Confirmed::Whole(confirmation) => {
+                if confirmation.table_acked_ms.is_none() {
+                    self.stats
+                        .removals_confirmed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.end_confirmation(from, confirmation, frames, None);
+            }
         }
         if !held {
             self.host.acked(from, frames);
@@ -915,6 +953,11 @@ impl<H: Host> Engine<H> {
                 Some(confirmation) => {
                     confirmation.ended.push(Arc::clone(&link));
                     confirmation.table_frame = None;
+                    if confirmation.table_acked_ms.take().is_some() {
+                        // It had confirmed: a new confirmation, with its own time to come.
+                        confirmation.since_ms = now_ms;
+                    }
+                    confirmation.generation += 1;
                     confirmation.ended_last_frame = confirmation
                         .ended_last_frame
                         .max(self.host.frames_sent(peer));
@@ -946,9 +989,20 @@ impl<H: Host> Engine<H> {
         }
         self.complete_announcements(Some(now_ms));
         self.expire_confirmations(now_ms);
+        self.settle_missed(now_ms);
         let ctx = self.ctx(now_ms);
         let mut chunk_budget = self.config.chunks_per_tick_max;
-        for partition in 0..self.config.num_partitions {
+        // The partitions whose snapshots hold back a member's acknowledgements (and with them
+        // every write waiting for that member) go first.
+        let missed: BTreeSet<u32> = self
+            .peers
+            .lock()
+            .values()
+            .filter_map(|peer| peer.confirmation.as_ref())
+            .flat_map(|confirmation| confirmation.missed.iter().copied())
+            .collect();
+        let rest = (0..self.config.num_partitions).filter(|partition| !missed.contains(partition));
+        for partition in missed.iter().copied().chain(rest) {
             if !self.active[partition as usize].swap(false, Ordering::AcqRel) {
                 continue;
             }
@@ -1446,8 +1500,20 @@ impl<H: Host> Engine<H> {
             peers
                 .iter_mut()
                 .filter(|(_, state)| {
+                    // One that confirmed waits only for the snapshots of `missed`, which may
+                    // take longer than a reconnection.
                     state.confirmation.as_ref().is_some_and(|confirmation| {
-                        now_ms >= confirmation.since_ms + self.config.confirm_timeout_ms
+                        let overall_ms =
+                            self.config.confirm_timeout_ms + self.config.snapshot_done_timeout_ms;
+                        now_ms >= confirmation.first_since_ms + overall_ms
+                            || match confirmation.table_acked_ms {
+                                None => {
+                                    now_ms >= confirmation.since_ms + self.config.confirm_timeout_ms
+                                }
+                                Some(acked_ms) => {
+                                    now_ms >= acked_ms + self.config.snapshot_done_timeout_ms
+                                }
+                            }
                     })
                 })
                 .filter_map(|(member, state)| Some((*member, state.confirmation.take()?)))
@@ -1461,7 +1527,26 @@ impl<H: Host> Engine<H> {
             // waits for the first number after the ended links' (`waits`).
             let current = self.link(member).map_or(0, |link| link.acked_frames());
             let frames = (confirmation.ended_last_frame + 1).max(current);
+            let partitions = confirmation.partitions.clone();
             self.end_confirmation(member, confirmation, frames, Some(now_ms));
+            // Nor are its partitions waiting for it to be brought up to date in place, unless
+            // a newer drop made them wait again.
+            for partition in partitions {
+                let mut state = self.partitions[partition as usize].lock();
+                let still_awaited = self
+                    .peers
+                    .lock()
+                    .get(&member)
+                    .and_then(|peer| peer.confirmation.as_ref())
+                    .is_some_and(|newer| newer.partitions.contains(&partition));
+                if let Some(primary) = &mut state.primary
+                    && !still_awaited
+                    && primary.is_resyncing(member)
+                {
+                    primary.resyncing.retain(|resync| resync.member != member);
+                    self.host.partition_changed(partition);
+                }
+            }
         }
     }
 
@@ -1478,7 +1563,15 @@ impl<H: Host> Engine<H> {
             link.release();
         }
         self.host.acked(member, frames);
-        for &partition in &confirmation.partitions {
+        self.stop_awaiting(member, &confirmation.partitions);
+        self.complete_pending_replies();
+        self.complete_announcements(now_opt);
+    }
+
+    /// `member` confirmed (or was given up on, or left the view): `partitions` stop waiting
+    /// for it, unless a newer drop made them wait again.
+    fn stop_awaiting(&self, member: Member, partitions: &[u32]) {
+        for &partition in partitions {
             let mut state = self.partitions[partition as usize].lock();
             // A newer confirmation of the same member may wait for this partition too.
             let still_awaited = self
@@ -1489,12 +1582,73 @@ impl<H: Host> Engine<H> {
                 .is_some_and(|newer| newer.partitions.contains(&partition));
             if let Some(primary) = &mut state.primary
                 && !still_awaited
+                && primary.awaiting.contains(&member)
             {
                 primary.awaiting.retain(|awaited| *awaited != member);
             }
+            self.finish(partition, &state);
         }
-        self.complete_pending_replies();
-        self.complete_announcements(now_opt);
+    }
+
+    /// Ends the confirmations whose member acknowledged its table once every partition that
+    /// lost frames to it is done with its in-place snapshot (`Confirmation::missed`).
+    fn settle_missed(&self, now_ms: u64) {
+        let candidates: Vec<(Member, u64, Vec<u32>)> = self
+            .peers
+            .lock()
+            .iter()
+            .filter_map(|(member, peer)| {
+                let confirmation = peer.confirmation.as_ref()?;
+                (confirmation.table_acked_ms.is_some() && !confirmation.missed.is_empty()).then(
+                    || {
+                        (
+                            *member,
+                            confirmation.generation,
+                            confirmation.missed.clone(),
+                        )
+                    },
+                )
+            })
+            .collect();
+        for (member, generation, missed) in candidates {
+            // Done: the snapshot ended, or the member is no longer waited for here (given up,
+            // not a target, or this node is not primary any more).
+            let done: Vec<u32> = missed
+                .into_iter()
+                .filter(|&partition| {
+                    let state = self.partitions[partition as usize].lock();
+                    state
+                        .primary
+                        .as_ref()
+                        .is_none_or(|primary| !primary.is_resyncing(member))
+                })
+                .collect();
+            let ended = {
+                let mut peers = self.peers.lock();
+                let Some(peer) = peers.get_mut(&member) else {
+                    continue;
+                };
+                match &mut peer.confirmation {
+                    // A link that ended, or a send that failed, meanwhile may have lost more
+                    // frames of these: they are checked again at the next tick.
+                    Some(confirmation) if confirmation.generation == generation => {
+                        confirmation
+                            .missed
+                            .retain(|partition| !done.contains(partition));
+                        if confirmation.table_acked_ms.is_some() && confirmation.missed.is_empty() {
+                            peer.confirmation.take()
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(confirmation) = ended {
+                let frames = self.link(member).map_or(0, |link| link.acked_frames());
+                self.end_confirmation(member, confirmation, frames, Some(now_ms));
+            }
+        }
     }
 
     /// Sends relayed replies whose waits are all over.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use store::{ExportCursor, Mutation, Op, Reply};
 
 use super::state::{
-    HandoffOut, HandoffPhase, PartitionState, PrimaryState, StreamMember, StreamPhase,
+    HandoffOut, HandoffPhase, PartitionState, PrimaryState, Resync, StreamMember, StreamPhase,
 };
 use super::{Ctx, Engine, Execution, Host, WriteMode};
 use crate::table::{Epoch, Member, Record};
@@ -135,6 +135,10 @@ impl<H: Host> Engine<H> {
                 }
                 None => {
                     member.unreachable = true;
+                    member.link_lost = true;
+                    // Write-through waits for it (`waits`) only while it is counted.
+                    member.lost_frames =
+                        matches!(member.phase, StreamPhase::Synced) || member.in_place;
                     failed = true;
                 }
             }
@@ -148,13 +152,17 @@ impl<H: Host> Engine<H> {
     /// within the bound).
     fn waits(
         &self,
-        primary: &PrimaryState,
+        primary: &mut PrimaryState,
         write_mode: WriteMode,
         now_ms: u64,
     ) -> SmallList<(Member, u64)> {
         let mut waits = SmallList::new();
-        for member in &primary.stream {
-            if !matches!(member.phase, StreamPhase::Synced) {
+        for member in &mut primary.stream {
+            // A backup brought up to date in place holds, with its kept copy, every write
+            // acknowledged since it confirmed only if those writes waited for it too.
+            let counted = matches!(member.phase, StreamPhase::Synced)
+                || (member.in_place && write_mode == WriteMode::Through);
+            if !counted {
                 continue;
             }
             if member.unreachable {
@@ -171,6 +179,7 @@ impl<H: Host> Engine<H> {
                 WriteMode::Through => {
                     if !member.link.is_satisfied(member.last_frame) {
                         waits.push((member.member, member.last_frame));
+                        member.waited_frame = member.last_frame;
                     }
                 }
                 WriteMode::Delayed => {
@@ -201,12 +210,14 @@ impl<H: Host> Engine<H> {
             .collect();
         for member in &removed {
             self.stream_member_removed(member);
+            primary.left_stream(member.member, now_ms);
         }
         state.needs_evaluation = true;
         if handoff_sent {
             return;
         }
-        if let Some(record) = state.record.clone()
+        let record = state.record.clone();
+        if let Some(record) = &record
             && removed.iter().any(|member| record.is_backup(member.member))
         {
             let backups: Vec<Member> = record
@@ -223,6 +234,16 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 now_ms,
             );
+        }
+        // Its link is closing: as when it ends (`forget_link`).
+        for member in removed.iter().filter(|member| member.link_lost) {
+            if member.in_place {
+                // Not in the record, but writes waited for it.
+                self.await_confirmation(partition, state, &[member.member], now_ms);
+            }
+            if member.lost_waited_frames() {
+                self.note_lost_frames(partition, member.member);
+            }
         }
     }
 
@@ -285,13 +306,30 @@ impl<H: Host> Engine<H> {
         for member in &removed {
             self.stream_member_removed(member);
         }
+        let targets = ctx.view.placement.targets(partition);
+        self.prune_resyncing(partition, primary, &removed, ctx);
         let mut backups: Vec<Member> = record
             .backups
             .iter()
             .copied()
             .filter(|backup| primary.is_synced(*backup))
             .collect();
-        let targets = ctx.view.placement.targets(partition);
+        // A kept copy is brought up to date at once, whatever the other snapshots (the
+        // partition executes nothing until it receives the stream again), and whether or not
+        // it is still a target: writes that waited for frames it lost are released once its
+        // snapshot is done; it leaves as any backup that is no longer a target (below).
+        let resyncing: Vec<Member> = primary
+            .resyncing
+            .iter()
+            .map(|resync| resync.member)
+            .filter(|member| primary.stream_member(*member).is_none())
+            .collect();
+        for member in resyncing {
+            if let Some(link) = self.ready_link(member) {
+                self.start_snapshot(partition, record.epoch, primary, member, link, ctx.now_ms);
+                self.host.partition_changed(partition);
+            }
+        }
         for &target in targets {
             if target == me || primary.stream_member(target).is_some() {
                 continue;
@@ -343,6 +381,7 @@ impl<H: Host> Engine<H> {
         if let Some(&target_primary) = targets.first()
             && primary.catch_up.is_none()
             && primary.awaiting.is_empty()
+            && primary.resyncing.is_empty()
             && ctx.now_ms >= primary.handoff_not_before_ms
             && target_primary != me
             && backups.contains(&target_primary)
@@ -394,9 +433,57 @@ impl<H: Host> Engine<H> {
                 cursor: ExportCursor::new(),
             },
             last_frame: frame,
+            waited_frame: 0,
             synced_frame: frame,
             unreachable: false,
+            link_lost: false,
+            lost_frames: false,
+            in_place: primary.is_resyncing(target),
         });
+    }
+
+    /// Keeps `PrimaryState::resyncing` to the backups worth waiting for: alive, and receiving
+    /// the stream, or out of it for less than `confirm_timeout_ms` (a backup in the view whose
+    /// link does not come back is given up on, as an unconfirmed one is). `removed` just left
+    /// the stream.
+    fn prune_resyncing(
+        &self,
+        partition: u32,
+        primary: &mut PrimaryState,
+        removed: &[StreamMember],
+        ctx: &Ctx,
+    ) {
+        if primary.resyncing.is_empty() {
+            return;
+        }
+        let in_stream: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
+        let before = primary.resyncing.len();
+        let mut given_up = 0;
+        primary.resyncing.retain_mut(|resync| {
+            if removed.iter().any(|member| member.member == resync.member) {
+                resync.out_since_ms = ctx.now_ms;
+            }
+            if !self.is_alive(ctx, resync.member) {
+                return false;
+            }
+            if in_stream.contains(&resync.member) {
+                return true;
+            }
+            let keep = ctx.now_ms
+                < resync
+                    .out_since_ms
+                    .saturating_add(self.config.confirm_timeout_ms);
+            given_up += usize::from(!keep);
+            keep
+        });
+        if given_up > 0 {
+            self.stats
+                .removals_unconfirmed
+                .fetch_add(given_up as u64, Ordering::Relaxed);
+        }
+        if primary.resyncing.len() != before {
+            self.host.partition_changed(partition);
+        }
     }
 
     /// Gives up a handoff that has not taken effect; operations resume.
@@ -496,6 +583,10 @@ impl<H: Host> Engine<H> {
                 }
             }
             self.pump_catch_up(partition, epoch, primary, ctx.now_ms, chunk_budget);
+            if primary.resync_pending() {
+                // Writes wait until the backup receives the stream again or is given up on.
+                state.needs_evaluation = true;
+            }
             if primary.stream.iter().any(|member| member.unreachable) {
                 self.drop_unreachable(partition, state, ctx.now_ms);
             }
@@ -559,6 +650,7 @@ impl<H: Host> Engine<H> {
                 };
                 let Some(frame) = self.host.send(member.member, &chunk) else {
                     member.unreachable = true;
+                    member.link_lost = true;
                     return;
                 };
                 member.last_frame = frame;
@@ -571,6 +663,7 @@ impl<H: Host> Engine<H> {
                 let end = PeerMessage::SnapshotEnd { partition, epoch };
                 let Some(frame) = self.host.send(member.member, &end) else {
                     member.unreachable = true;
+                    member.link_lost = true;
                     return;
                 };
                 member.last_frame = frame;
@@ -691,6 +784,8 @@ impl<H: Host> Engine<H> {
         }
         member.phase = StreamPhase::Synced;
         member.synced_frame = member.last_frame;
+        member.in_place = false;
+        primary.resyncing.retain(|resync| resync.member != from);
         self.stats
             .snapshots_completed
             .fetch_add(1, Ordering::Relaxed);
@@ -735,12 +830,12 @@ impl<H: Host> Engine<H> {
         let Some(primary) = state.primary.as_mut() else {
             return;
         };
-        if primary
-            .handoff
-            .as_ref()
-            .is_some_and(|handoff| handoff.to == from)
-        {
-            // Refused (or never able to): it did not take over.
+        if primary.handoff.as_ref().is_some_and(|handoff| {
+            handoff.to == from && matches!(handoff.phase, HandoffPhase::Draining)
+        }) {
+            // Not in step, so it cannot take over: the handoff is not sent. One already sent
+            // may still take effect (this `Resync` may have left before the handoff arrived):
+            // its answer, `HandoffDone` or `HandoffRefused`, settles it.
             self.abort_handoff(partition, &mut state);
         }
         let handoff_sent = Self::handoff_sent(&state);
@@ -754,6 +849,7 @@ impl<H: Host> Engine<H> {
         for member in &removed {
             self.stream_member_removed(member);
         }
+        primary.left_stream(from, ctx.now_ms);
         if !handoff_sent
             && let Some(record) = state.record.clone()
             && record.is_backup(from)
@@ -772,6 +868,18 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 ctx.now_ms,
             );
+            // A backup out of step (its link to the previous primary ended when that one died,
+            // say) keeps its copy, short at most of writes nobody acknowledged: it is brought
+            // up to date in place at once, and writes wait for it meanwhile, so that none is
+            // acknowledged while this node alone holds it (PROTOCOL.md §6).
+            if let Some(primary) = state.primary.as_mut()
+                && !primary.is_resyncing(from)
+            {
+                primary.resyncing.push(Resync {
+                    member: from,
+                    out_since_ms: ctx.now_ms,
+                });
+            }
         }
         state.needs_evaluation = true;
         self.finish(partition, &state);

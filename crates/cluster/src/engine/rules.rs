@@ -8,8 +8,7 @@ use store::{ExportCursor, Op};
 
 use super::link::{Confirmation, PeerLink};
 use super::state::{
-    Deferred, Following, HandoffPhase, MergeOut, PartitionState, PrimaryState, StreamMember,
-    StreamPhase,
+    Deferred, Following, HandoffPhase, MergeOut, PartitionState, PrimaryState, Resync, StreamMember,
 };
 use super::{Ctx, Engine, Execution, Host, PendingReply, WaitReason, WriteMode};
 use crate::table::{Epoch, Member, Record};
@@ -347,14 +346,7 @@ impl<H: Host> Engine<H> {
             if let Some(link) = self.link(backup) {
                 // They switch to this node's tenure, from its first frame, when they adopt the
                 // record, which is queued before any frame.
-                primary.stream.push(StreamMember {
-                    member: backup,
-                    link,
-                    phase: StreamPhase::Synced,
-                    last_frame: 0,
-                    synced_frame: 0,
-                    unreachable: false,
-                });
+                primary.stream.push(StreamMember::synced(backup, link));
             }
         }
         let backups: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
@@ -536,15 +528,21 @@ impl<H: Host> Engine<H> {
             }
             // Out of step since its link to the primary dropped: the data may be the only copy
             // (the primary may be dead, or may have listed this node in a record that never
-            // arrived). Dropped only once that primary is reachable and does not list it, and
-            // this node is not one of the partition's targets (whom the primary snapshots
-            // again, on top of this copy).
-            let listed = state
-                .record
-                .as_ref()
-                .is_some_and(|record| record.primary == following.primary && record.is_backup(me));
-            let target = ctx.view.placement.targets(partition).contains(&me);
-            if listed || target || self.ready_link(following.primary).is_none() {
+            // arrived). Dropped only once that primary is reachable and does not list it, this
+            // node is not one of the partition's targets, and the primary's record lists as
+            // many backups as it should: until then the primary brings this copy up to date in
+            // place (`PrimaryState::resyncing`, whether or not it is a target) and counts it as
+            // the partition's second copy.
+            let targets = ctx.view.placement.targets(partition);
+            let (listed, replicated) = state.record.as_ref().map_or((false, false), |record| {
+                let same = record.primary == following.primary;
+                (
+                    same && record.is_backup(me),
+                    same && record.backups.len() >= targets.len().saturating_sub(1),
+                )
+            });
+            let target = targets.contains(&me);
+            if listed || target || !replicated || self.ready_link(following.primary).is_none() {
                 return;
             }
             state.following = None;
@@ -628,14 +626,21 @@ impl<H: Host> Engine<H> {
             }
         }
         let had_member = primary.stream.iter().any(|member| member.member == peer);
+        let mut lost_frames = false;
+        let mut in_place_cut = false;
         if had_member {
             let removed: Vec<StreamMember> = primary
                 .stream
                 .extract_if(.., |member| member.member == peer)
                 .collect();
-            for member in removed {
-                self.stream_member_removed(&member);
+            for member in &removed {
+                self.stream_member_removed(member);
+                // Writes waited for the frames it had not acknowledged, and are released when
+                // it confirms: first it must hold them, by a new snapshot.
+                lost_frames |= member.lost_waited_frames();
+                in_place_cut |= member.in_place;
             }
+            primary.left_stream(peer, ctx.now_ms);
         }
         state.needs_evaluation = true;
         // A backup reached through this link may have missed frames: it is no longer synced.
@@ -660,6 +665,32 @@ impl<H: Host> Engine<H> {
                 record.suspect_before_hlc,
                 ctx.now_ms,
             );
+        }
+        if in_place_cut && !handoff_unresolved {
+            // Not in the record, but writes waited for it: the partition waits for its next
+            // link, and its acknowledgements are held, as a removed backup's are.
+            self.await_confirmation(partition, state, &[peer], ctx.now_ms);
+        }
+        if lost_frames {
+            self.note_lost_frames(partition, peer);
+        }
+    }
+
+    /// `member`, whose confirmation is awaited, lost frames of `partition` that writes wait
+    /// for (its link ended before acknowledging them, or a send to it failed). Those writes are
+    /// released when the confirmation ends, so it ends only once `member` holds them: when
+    /// this partition's in-place snapshot to it is done (`link::Confirmation::missed`).
+    pub(super) fn note_lost_frames(&self, partition: u32, member: Member) {
+        if let Some(confirmation) = self
+            .peers
+            .lock()
+            .get_mut(&member)
+            .and_then(|peer| peer.confirmation.as_mut())
+        {
+            confirmation.generation += 1;
+            if !confirmation.missed.contains(&partition) {
+                confirmation.missed.push(partition);
+            }
         }
     }
 
@@ -692,12 +723,19 @@ impl<H: Host> Engine<H> {
                 .or_default()
                 .confirmation
                 .get_or_insert_with(|| Confirmation::new(now_ms));
+            confirmation.generation += 1;
             if !confirmation.partitions.contains(&partition) {
                 confirmation.partitions.push(partition);
             }
             if !primary.awaiting.contains(&member) {
                 primary.awaiting.push(member);
             }
+            // A new drop: it has its own time to come back.
+            primary.resyncing.retain(|resync| resync.member != member);
+            primary.resyncing.push(Resync {
+                member,
+                out_since_ms: now_ms,
+            });
         }
         drop(peers);
         if !primary.awaiting.is_empty() {
@@ -808,7 +846,7 @@ impl<H: Host> Engine<H> {
                 reason: WaitReason::Handoff,
             });
         }
-        if !primary.awaiting.is_empty() {
+        if !primary.awaiting.is_empty() || primary.resync_pending() {
             return Some(Execution::Wait {
                 reason: WaitReason::BackupUnconfirmed,
             });

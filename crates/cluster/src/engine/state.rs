@@ -41,6 +41,7 @@ impl PartitionState {
                 primary.handoff.is_some()
                     || !primary.announce.is_empty()
                     || primary.catch_up.is_some()
+                    || !primary.resyncing.is_empty()
                     || primary
                         .stream
                         .iter()
@@ -66,6 +67,13 @@ pub(crate) struct PrimaryState {
     /// Backups removed from the record without being told (their link went down) that may
     /// still be alive: nothing executes until each confirms (`link::Confirmation`).
     pub(crate) awaiting: Vec<Member>,
+    /// Backups removed from the record without being told that may keep their copy (a backup
+    /// that lost step keeps it, PROTOCOL.md §6): each is snapshotted again in place, and until
+    /// that snapshot ends the partition executes nothing while it is not receiving the stream,
+    /// and write-through writes wait for it as for a synced backup. So whatever happens to this
+    /// node meanwhile, the kept copy plus what the backup received since hold every write
+    /// acknowledged after it confirmed.
+    pub(crate) resyncing: Vec<Resync>,
     /// This node became primary while it still had data to merge into the previous primary:
     /// its backups may lack some of it, so the whole partition is streamed to them once
     /// (applied by version), from this cursor. No handoff starts before it is done.
@@ -82,6 +90,7 @@ impl PrimaryState {
             handoff: None,
             announce: Vec::new(),
             awaiting: Vec::new(),
+            resyncing: Vec::new(),
             catch_up: None,
             handoff_not_before_ms: 0,
         }
@@ -101,6 +110,30 @@ impl PrimaryState {
         self.stream.iter().find(|entry| entry.member == member)
     }
 
+    /// `member` left the stream: if it is being brought up to date in place, writes wait
+    /// again from now until its next snapshot starts, or it is given up on.
+    pub(crate) fn left_stream(&mut self, member: Member, now_ms: u64) {
+        if let Some(resync) = self
+            .resyncing
+            .iter_mut()
+            .find(|resync| resync.member == member)
+        {
+            resync.out_since_ms = now_ms;
+        }
+    }
+
+    pub(crate) fn is_resyncing(&self, member: Member) -> bool {
+        self.resyncing.iter().any(|resync| resync.member == member)
+    }
+
+    /// Whether a backup being brought up to date in place is not receiving the stream yet (or
+    /// any more): writes acknowledged now would miss it.
+    pub(crate) fn resync_pending(&self) -> bool {
+        self.resyncing
+            .iter()
+            .any(|resync| self.stream_member(resync.member).is_none())
+    }
+
     pub(crate) fn is_synced(&self, member: Member) -> bool {
         self.stream_member(member)
             .is_some_and(|entry| matches!(entry.phase, StreamPhase::Synced) && !entry.unreachable)
@@ -115,12 +148,57 @@ pub(crate) struct StreamMember {
     pub(crate) phase: StreamPhase,
     /// The number of the last frame of this partition queued to it.
     pub(crate) last_frame: u64,
+    /// The last of those a write-through write (or a lock) waits for: were it lost with the
+    /// link, a write would be acknowledged that this member lacks.
+    pub(crate) waited_frame: u64,
     /// `last_frame` when its snapshot was done (0 for a backup it already was): writes
     /// acknowledged before then did not wait for it, so it holds all of them only once it
     /// acknowledged this frame.
     pub(crate) synced_frame: u64,
     /// A send to it failed (no link): it is removed at the next chance.
     pub(crate) unreachable: bool,
+    /// A send to it failed: its link is closing, and frames queued to it may be lost.
+    pub(crate) link_lost: bool,
+    /// A `Replicate` could not be sent to it: the writes waiting for that frame wait until it
+    /// holds them by a new snapshot (`link::Confirmation::missed`).
+    pub(crate) lost_frames: bool,
+    /// Its snapshot applies on top of the copy it kept (`PrimaryState::resyncing`):
+    /// write-through writes wait for it before it is synced.
+    pub(crate) in_place: bool,
+}
+
+impl StreamMember {
+    /// A backup that already holds the partition, following this node's tenure from its first
+    /// frame.
+    pub(crate) fn synced(member: Member, link: Arc<PeerLink>) -> StreamMember {
+        StreamMember {
+            member,
+            link,
+            phase: StreamPhase::Synced,
+            last_frame: 0,
+            waited_frame: 0,
+            synced_frame: 0,
+            unreachable: false,
+            link_lost: false,
+            lost_frames: false,
+            in_place: false,
+        }
+    }
+
+    /// Whether write-through writes (or locks) waited for frames to it that its ended link may
+    /// have lost, or that could not be sent.
+    pub(crate) fn lost_waited_frames(&self) -> bool {
+        self.lost_frames || !self.link.is_satisfied(self.waited_frame)
+    }
+}
+
+/// A backup of `PrimaryState::resyncing`.
+#[derive(Debug)]
+pub(crate) struct Resync {
+    pub(crate) member: Member,
+    /// Since when it has not been receiving the stream: given up on after
+    /// `EngineConfig::confirm_timeout_ms`.
+    pub(crate) out_since_ms: u64,
 }
 
 /// Where a stream member stands.

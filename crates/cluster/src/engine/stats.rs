@@ -117,7 +117,9 @@ counters! {
     table_requests_sent,
     /// Backups removed while alive (their link went down) that confirmed it over a new link.
     removals_confirmed,
-    /// Such backups given up on after `confirm_timeout_ms` (no link came up, still in view).
+    /// Such backups given up on after `confirm_timeout_ms` while still in the view: one that
+    /// never confirmed (no link came up), or, counted per partition, one whose in-place
+    /// snapshot did not start again (`PrimaryState::resyncing`).
     removals_unconfirmed,
     /// Links this node reset because the stream on them had a gap or a corrupt entry.
     stream_link_resets,
