@@ -1533,12 +1533,7 @@ impl<H: Host> Engine<H> {
             // a newer drop made them wait again.
             for partition in partitions {
                 let mut state = self.partitions[partition as usize].lock();
-                let still_awaited = self
-                    .peers
-                    .lock()
-                    .get(&member)
-                    .and_then(|peer| peer.confirmation.as_ref())
-                    .is_some_and(|newer| newer.partitions.contains(&partition));
+                let still_awaited = self.awaited_again(member, partition);
                 if let Some(primary) = &mut state.primary
                     && !still_awaited
                     && primary.is_resyncing(member)
@@ -1573,13 +1568,7 @@ impl<H: Host> Engine<H> {
     fn stop_awaiting(&self, member: Member, partitions: &[u32]) {
         for &partition in partitions {
             let mut state = self.partitions[partition as usize].lock();
-            // A newer confirmation of the same member may wait for this partition too.
-            let still_awaited = self
-                .peers
-                .lock()
-                .get(&member)
-                .and_then(|peer| peer.confirmation.as_ref())
-                .is_some_and(|newer| newer.partitions.contains(&partition));
+            let still_awaited = self.awaited_again(member, partition);
             if let Some(primary) = &mut state.primary
                 && !still_awaited
                 && primary.awaiting.contains(&member)
@@ -1588,6 +1577,16 @@ impl<H: Host> Engine<H> {
             }
             self.finish(partition, &state);
         }
+    }
+
+    /// Whether a newer confirmation of `member` waits for `partition` too (a drop after the
+    /// one being ended). Called under the partition's lock, as `await_confirmation` adds to it.
+    fn awaited_again(&self, member: Member, partition: u32) -> bool {
+        self.peers
+            .lock()
+            .get(&member)
+            .and_then(|peer| peer.confirmation.as_ref())
+            .is_some_and(|newer| newer.partitions.contains(&partition))
     }
 
     /// Ends the confirmations whose member acknowledged its table once every partition that
