@@ -485,6 +485,9 @@ pub struct Metrics {
     /// Backups that lost their link while alive and were given up on before confirming they
     /// knew of their removal (PROTOCOL.md §6).
     pub backup_removals_unconfirmed: Counter,
+    /// Partitions that stopped waiting for a backup being brought up to date in place after a
+    /// link reset, because its stream did not resume in time (PROTOCOL.md §6).
+    pub resyncs_given_up: Counter,
     /// Time a lock request waited before it was granted.
     pub lock_wait_duration: LatencyHistogram,
     /// Lock acquisitions that found the lock held and had to wait or retry.
@@ -587,6 +590,10 @@ impl Metrics {
             "backup_removals_unconfirmed",
             "Backups removed after losing their link that never confirmed it",
         );
+        let resyncs_given_up = b.counter(
+            "resyncs_given_up",
+            "Partitions that stopped waiting for a backup's in-place snapshot after a link reset",
+        );
         let split_merged_keys = b.counter(
             "split_merged_keys",
             "Keys merged by version after a network split healed",
@@ -660,6 +667,7 @@ impl Metrics {
             split_merged_keys,
             stream_link_resets,
             backup_removals_unconfirmed,
+            resyncs_given_up,
             lock_wait_duration,
             lock_contended_acquisitions,
             lock_lease_expiries,

@@ -225,6 +225,7 @@ fn since_start(stats: &cluster::engine::EngineStats) -> Value {
         "stream_link_resets": stats.stream_link_resets,
         "backup_removals_confirmed": stats.removals_confirmed,
         "backup_removals_unconfirmed": stats.removals_unconfirmed,
+        "resyncs_given_up": stats.resyncs_given_up,
         "merged_keys": stats.merged_keys,
         "failover_marked_keys": stats.failover_marked_keys,
     })

@@ -247,12 +247,21 @@ impl Published {
         if unconfirmed > 0 {
             tracing::warn!(
                 backups = unconfirmed,
-                "a backup that lost its link stayed in the view without reconnecting; writes \
-                 are acknowledged without it, and are lost if this node crashes before it is \
-                 a backup again"
+                "a backup that lost its link was given up on (it did not confirm over a new \
+                 link, or its snapshots did not end in time); writes are acknowledged without \
+                 it, and are lost if this node crashes before it is a backup again"
             );
         }
         metrics.backup_removals_unconfirmed.inc_by(unconfirmed);
+        let resyncs_given_up = delta(engine.resyncs_given_up, self.engine.resyncs_given_up);
+        if resyncs_given_up > 0 {
+            tracing::warn!(
+                partitions = resyncs_given_up,
+                "a backup that lost its link did not receive the stream again in time; these \
+                 partitions' writes are acknowledged without it until it is a backup again"
+            );
+        }
+        metrics.resyncs_given_up.inc_by(resyncs_given_up);
         metrics
             .split_merged_keys
             .inc_by(delta(engine.merged_keys, self.engine.merged_keys));

@@ -305,9 +305,10 @@ impl<H: Host> Engine<H> {
             .collect();
         for member in &removed {
             self.stream_member_removed(member);
+            primary.left_stream(member.member, ctx.now_ms);
         }
         let targets = ctx.view.placement.targets(partition);
-        self.prune_resyncing(partition, primary, &removed, ctx);
+        self.prune_resyncing(partition, primary, ctx);
         let mut backups: Vec<Member> = record
             .backups
             .iter()
@@ -444,13 +445,12 @@ impl<H: Host> Engine<H> {
 
     /// Keeps `PrimaryState::resyncing` to the backups worth waiting for: alive, and receiving
     /// the stream, or out of it for less than `confirm_timeout_ms` (a backup in the view whose
-    /// link does not come back is given up on, as an unconfirmed one is). `removed` just left
-    /// the stream.
+    /// link does not come back is given up on, as an unconfirmed one is; `left_stream` starts
+    /// that clock).
     fn prune_resyncing(
         &self,
         partition: u32,
         primary: &mut PrimaryState,
-        removed: &[StreamMember],
         ctx: &Ctx,
     ) {
         if primary.resyncing.is_empty() {
@@ -459,10 +459,7 @@ impl<H: Host> Engine<H> {
         let in_stream: Vec<Member> = primary.stream.iter().map(|member| member.member).collect();
         let before = primary.resyncing.len();
         let mut given_up = 0;
-        primary.resyncing.retain_mut(|resync| {
-            if removed.iter().any(|member| member.member == resync.member) {
-                resync.out_since_ms = ctx.now_ms;
-            }
+        primary.resyncing.retain(|resync| {
             if !self.is_alive(ctx, resync.member) {
                 return false;
             }
@@ -478,7 +475,7 @@ impl<H: Host> Engine<H> {
         });
         if given_up > 0 {
             self.stats
-                .removals_unconfirmed
+                .resyncs_given_up
                 .fetch_add(given_up as u64, Ordering::Relaxed);
         }
         if primary.resyncing.len() != before {
@@ -850,24 +847,7 @@ impl<H: Host> Engine<H> {
             self.stream_member_removed(member);
         }
         primary.left_stream(from, ctx.now_ms);
-        if !handoff_sent
-            && let Some(record) = state.record.clone()
-            && record.is_backup(from)
-        {
-            let backups: Vec<Member> = record
-                .backups
-                .iter()
-                .copied()
-                .filter(|backup| *backup != from)
-                .collect();
-            self.author_record(
-                partition,
-                &mut state,
-                record.primary,
-                backups,
-                record.suspect_before_hlc,
-                ctx.now_ms,
-            );
+        if !handoff_sent && self.drop_backup(partition, &mut state, from, ctx.now_ms) {
             // A backup out of step (its link to the previous primary ended when that one died,
             // say) keeps its copy, short at most of writes nobody acknowledged: it is brought
             // up to date in place at once, and writes wait for it meanwhile, so that none is
@@ -885,6 +865,18 @@ impl<H: Host> Engine<H> {
         self.finish(partition, &state);
     }
 
+    /// The record of the handoff to `from` that an answer of `from` about `epoch` settles:
+    /// the handoff was sent, to it, with a record of that epoch.
+    fn answered_handoff(state: &PartitionState, from: Member, epoch: Epoch) -> Option<&Record> {
+        state
+            .primary
+            .as_ref()
+            .and_then(|primary| primary.handoff.as_ref())
+            .filter(|handoff| handoff.to == from)
+            .and_then(|handoff| handoff.phase.record())
+            .filter(|record| record.epoch == epoch)
+    }
+
     /// The new primary took the partition over.
     pub(super) fn handle_handoff_done(
         &self,
@@ -894,15 +886,7 @@ impl<H: Host> Engine<H> {
         ctx: &Ctx,
     ) {
         let mut state = self.partitions[partition as usize].lock();
-        let handoff_record = state
-            .primary
-            .as_ref()
-            .and_then(|primary| primary.handoff.as_ref())
-            .filter(|handoff| handoff.to == from)
-            .and_then(|handoff| handoff.phase.record())
-            .filter(|record| record.epoch == epoch)
-            .cloned();
-        if let Some(record) = handoff_record {
+        if let Some(record) = Self::answered_handoff(&state, from, epoch).cloned() {
             self.adopt_record(partition, &mut state, record, ctx);
             self.evaluate(partition, &mut state, ctx);
             self.run_deferred(partition, &mut state, ctx);
@@ -920,14 +904,7 @@ impl<H: Host> Engine<H> {
         ctx: &Ctx,
     ) {
         let mut state = self.partitions[partition as usize].lock();
-        let refused = state
-            .primary
-            .as_ref()
-            .and_then(|primary| primary.handoff.as_ref())
-            .filter(|handoff| handoff.to == from)
-            .and_then(|handoff| handoff.phase.record())
-            .is_some_and(|record| record.epoch == epoch);
-        if refused {
+        if Self::answered_handoff(&state, from, epoch).is_some() {
             self.abort_handoff(partition, &mut state);
             if let Some(primary) = &mut state.primary {
                 primary.handoff_not_before_ms = ctx.now_ms + self.config.reevaluate_interval_ms;

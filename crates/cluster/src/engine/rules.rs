@@ -411,6 +411,35 @@ impl<H: Host> Engine<H> {
         self.host.partition_changed(partition);
     }
 
+    /// Authors a record of `partition` without `backup`, when the held record lists it as one.
+    /// Returns whether it did.
+    pub(super) fn drop_backup(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        backup: Member,
+        now_ms: u64,
+    ) -> bool {
+        let Some(record) = state.record.clone().filter(|record| record.is_backup(backup)) else {
+            return false;
+        };
+        let backups: Vec<Member> = record
+            .backups
+            .iter()
+            .copied()
+            .filter(|listed| *listed != backup)
+            .collect();
+        self.author_record(
+            partition,
+            state,
+            record.primary,
+            backups,
+            record.suspect_before_hlc,
+            now_ms,
+        );
+        true
+    }
+
     /// Makes this node the partition's primary with `primary`'s stream. Data it still had to
     /// merge into the previous primary may be missing on its backups: it streams the whole
     /// partition to them once (`PrimaryState::catch_up`).
@@ -647,24 +676,8 @@ impl<H: Host> Engine<H> {
         // While a handoff may have taken effect, this node must not author records (the new
         // primary's record would compete with its own); the new primary, or this node once the
         // handoff is resolved, removes it.
-        if !handoff_unresolved
-            && let Some(record) = state.record.clone()
-            && record.is_backup(peer)
-        {
-            let backups: Vec<Member> = record
-                .backups
-                .iter()
-                .copied()
-                .filter(|backup| *backup != peer)
-                .collect();
-            self.author_record(
-                partition,
-                state,
-                record.primary,
-                backups,
-                record.suspect_before_hlc,
-                ctx.now_ms,
-            );
+        if !handoff_unresolved {
+            self.drop_backup(partition, state, peer, ctx.now_ms);
         }
         if in_place_cut && !handoff_unresolved {
             // Not in the record, but writes waited for it: the partition waits for its next

@@ -117,10 +117,14 @@ counters! {
     table_requests_sent,
     /// Backups removed while alive (their link went down) that confirmed it over a new link.
     removals_confirmed,
-    /// Such backups given up on after `confirm_timeout_ms` while still in the view: one that
-    /// never confirmed (no link came up), or, counted per partition, one whose in-place
-    /// snapshot did not start again (`PrimaryState::resyncing`).
+    /// Such backups given up on while still in the view: one that did not confirm within
+    /// `confirm_timeout_ms`, or whose snapshots of the partitions that lost frames did not end
+    /// within `snapshot_done_timeout_ms` (`link::Confirmation`). Counted per backup.
     removals_unconfirmed,
+    /// Partitions that stopped waiting for a backup being brought up to date in place, because
+    /// it did not receive their stream again within `confirm_timeout_ms`
+    /// (`PrimaryState::resyncing`). Counted per partition.
+    resyncs_given_up,
     /// Links this node reset because the stream on them had a gap or a corrupt entry.
     stream_link_resets,
     /// Messages ignored because they named a partition out of range.
