@@ -132,7 +132,8 @@ const READ_AHEAD_MAX_BYTES: usize = 64 * 1024;
 /// minutes (`SCD.LOCK … WAIT`) is watched with it, so that a client that went away is noticed
 /// then and not when the wait ends: the connection's task ends, its queued acquisition leaves
 /// the queue and its `SESSION` locks are released. What is read is kept in `input` for the
-/// commands that follow; past `READ_AHEAD_MAX_BYTES` nothing more is read until they run.
+/// commands that follow; past `READ_AHEAD_MAX_BYTES` nothing more is read until they run, but
+/// a close is still seen: epoll reports the peer's hang-up (`EPOLLRDHUP`) with data unread.
 pub(crate) async fn client_gone(
     tally: &mut ByteTally<'_>,
     stream: &mut TcpStream,
@@ -140,7 +141,7 @@ pub(crate) async fn client_gone(
 ) {
     loop {
         if input.len() >= READ_AHEAD_MAX_BYTES {
-            return std::future::pending().await;
+            return closed_with_input_unread(stream).await;
         }
         if input.capacity() - input.len() < READ_CHUNK_BYTES / 2 {
             input.reserve(READ_CHUNK_BYTES);
@@ -148,6 +149,23 @@ pub(crate) async fn client_gone(
         match stream.read_buf(input).await {
             Ok(0) | Err(_) => return,
             Ok(bytes) => tally.read(bytes),
+        }
+    }
+}
+
+/// Resolves when the client closes (or shuts its sending half), without reading what it sent.
+async fn closed_with_input_unread(stream: &TcpStream) {
+    loop {
+        match stream.ready(tokio::io::Interest::READABLE).await {
+            Ok(ready) if ready.is_read_closed() => return,
+            Ok(_) => {
+                // Readable, with input this connection does not read yet: forget that, so that
+                // the next wait ends on a change (more input, or the close), not at once again.
+                let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                });
+            }
+            Err(_) => return,
         }
     }
 }

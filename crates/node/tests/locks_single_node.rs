@@ -402,3 +402,29 @@ async fn a_connection_that_closes_while_it_waits_leaves_the_queue_and_frees_its_
     assert_eq!(released, 1);
     assert!(lock_info(&mut observer, "wanted").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_pipelined_more_than_the_read_ahead_and_closed_leaves_the_queue() {
+    use tokio::io::AsyncWriteExt;
+    let node = TestNode::start_paused(|_| {}).await;
+    let mut holder = node.connect().await;
+    let mut observer = node.connect().await;
+    let held: i64 = run(&mut holder, &["SCD.LOCK", "wanted", "600000"]).await;
+    let mut waiter = tokio::net::TcpStream::connect(node.client_addr)
+        .await
+        .expect("connect");
+    let wait = "*6\r\n$8\r\nSCD.LOCK\r\n$6\r\nwanted\r\n$6\r\n600000\r\n$4\r\nWAIT\r\n\
+                $6\r\n600000\r\n$7\r\nSESSION\r\n";
+    waiter.write_all(wait.as_bytes()).await.expect("send");
+    wait_for_waiters(&mut observer, "wanted", 1).await;
+    // 70 KB of commands behind the wait: more than a waiting connection reads ahead (64 KiB),
+    // so the node stops reading before it reaches the close.
+    let pings = "*1\r\n$4\r\nPING\r\n".repeat(5_000);
+    waiter.write_all(pings.as_bytes()).await.expect("send");
+    drop(waiter);
+    wait_for_waiters(&mut observer, "wanted", 0).await;
+    // The release grants the lock to nobody: it is free afterwards.
+    let released: i64 = run(&mut holder, &["SCD.UNLOCK", "wanted", &held.to_string()]).await;
+    assert_eq!(released, 1);
+    assert!(lock_info(&mut observer, "wanted").await.is_none());
+}
