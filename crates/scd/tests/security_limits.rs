@@ -305,17 +305,39 @@ fn max_value_bytes_refuses_larger_values_with_an_error_naming_the_limit() {
     assert_eq!(exchange(&mut stream, inline.as_bytes()), limit_error);
     assert_eq!(exchange_args(&mut stream, &["EXISTS", "k2"]), ":0\r\n");
     assert_eq!(exchange(&mut stream, b"PING\r\n"), "+PONG\r\n");
-    // A bulk string over the limit is refused at its header (nothing of it is buffered); the
-    // stream cannot be trusted after that, so the connection closes, as Redis does for
+    // A key is limited by the key limit (64 KiB), not by a smaller value limit: a 2 000-byte
+    // key is read, stored and found, and a bulk value between the two limits is read and then
+    // refused by the store, on a connection that goes on.
+    let long_key = "k".repeat(2000);
+    assert_eq!(
+        exchange_args(&mut stream, &["SET", &long_key, "v"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        exchange_args(&mut stream, &["GET", &long_key]),
+        "$1\r\nv\r\n"
+    );
+    assert_eq!(
+        exchange_args(&mut stream, &["SET", "k3", &over_limit]),
+        limit_error
+    );
+    assert_eq!(exchange(&mut stream, b"PING\r\n"), "+PONG\r\n");
+    // A bulk string over both is refused at its header (nothing of it is buffered); the stream
+    // cannot be trusted after that, so the connection closes, as Redis does for
     // proto-max-bulk-len.
-    let _ = stream.write_all(&request(&[b"SET", b"k3", over_limit.as_bytes()]));
+    let huge = "v".repeat(65_537);
+    let _ = stream.write_all(&request(&[b"SET", b"k4", huge.as_bytes()]));
     let (said, closed) = read_until_closed(&mut stream);
-    assert_eq!(String::from_utf8_lossy(&said), limit_error);
+    assert_eq!(
+        String::from_utf8_lossy(&said),
+        "-ERR argument is larger than max-key-bytes (65536), the most any argument may be \
+         (values: max-value-bytes, 1024)\r\n"
+    );
     assert!(closed);
     // Nothing was stored.
     let mut stream = node.connect();
     assert_eq!(
-        exchange_args(&mut stream, &["EXISTS", "k2", "k3"]),
+        exchange_args(&mut stream, &["EXISTS", "k2", "k3", "k4"]),
         ":0\r\n"
     );
     assert_eq!(exchange_args(&mut stream, &["STRLEN", "k"]), ":1024\r\n");

@@ -135,7 +135,11 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
                         .metrics
                         .client_errors
                         .inc(admin::ClientErrorKind::Protocol);
-                    let line = protocol_error_line(&error, session.authenticated);
+                    let line = protocol_error_line(
+                        &error,
+                        session.authenticated,
+                        state.config.max_value_bytes,
+                    );
                     let target = target_buffer(&mut output, &mut queue);
                     ReplyEncoder::new(target, session.protocol).error(line);
                     close = true;
@@ -182,10 +186,22 @@ pub(crate) async fn serve(state: Arc<NodeState>, mut stream: TcpStream, mut sess
 /// The line sent before closing a connection for `error`. Before AUTH the limits in force are
 /// the small pre-authentication ones, not `--max-value-bytes`: naming that flag would mislead,
 /// so the refusal is worded as Redis words it (`Protocol error: unauthenticated bulk length`).
-fn protocol_error_line(error: &ProtocolError, authenticated: bool) -> String {
+/// After it, an argument may be as long as a key when `--max-value-bytes` is below the key
+/// limit (`session::full_limits`): one longer than both is refused naming both.
+fn protocol_error_line(
+    error: &ProtocolError,
+    authenticated: bool,
+    max_value_bytes: usize,
+) -> String {
     match error {
         ProtocolError::ValueTooLarge { .. } if !authenticated => {
             "ERR Protocol error: unauthenticated bulk length".to_string()
+        }
+        ProtocolError::ValueTooLarge { max_bulk_bytes } if *max_bulk_bytes > max_value_bytes => {
+            format!(
+                "ERR argument is larger than max-key-bytes ({max_bulk_bytes}), the most any \
+                 argument may be (values: max-value-bytes, {max_value_bytes})"
+            )
         }
         ProtocolError::TooManyArguments { .. } if !authenticated => {
             "ERR Protocol error: unauthenticated multibulk length".to_string()

@@ -101,13 +101,17 @@ impl Session {
     }
 }
 
-/// Request limits once authenticated: a value up to `--max-value-bytes`, a request up to four
-/// such values plus room for keys (MSET of several sessions), at least 64 MiB.
+/// Request limits once authenticated: an argument up to `--max-value-bytes`, or up to the
+/// store's key limit (64 KiB) when that is larger, so that a key gets the key limit's error
+/// (and a value between the two the value limit's, from the store, on an open connection); a
+/// request up to four values plus room for keys (MSET of several sessions), at least 64 MiB.
 pub(crate) fn full_limits(config: &NodeConfig) -> Limits {
     Limits {
         max_request_bytes: (config.max_value_bytes.saturating_mul(4) + (1 << 20)).max(64 << 20),
         max_args: 1_000_000,
-        max_bulk_bytes: config.max_value_bytes,
+        max_bulk_bytes: config
+            .max_value_bytes
+            .max(store::StoreConfig::default().max_key_bytes),
         max_inline_bytes: 64 << 10,
     }
 }
