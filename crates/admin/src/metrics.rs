@@ -488,6 +488,9 @@ pub struct Metrics {
     /// Partitions that stopped waiting for a backup being brought up to date in place after a
     /// link reset, because its stream did not resume in time (PROTOCOL.md §6).
     pub resyncs_given_up: Counter,
+    /// Merges of kept copies that a claim stopped waiting for before they were in (PROTOCOL.md
+    /// §5 rule 2).
+    pub claim_merges_given_up: Counter,
     /// Time a lock request waited before it was granted.
     pub lock_wait_duration: LatencyHistogram,
     /// Lock acquisitions that found the lock held and had to wait or retry.
@@ -594,6 +597,10 @@ impl Metrics {
             "resyncs_given_up",
             "Partitions that stopped waiting for a backup's in-place snapshot after a link reset",
         );
+        let claim_merges_given_up = b.counter(
+            "claim_merges_given_up",
+            "Merges of kept copies a claimed partition stopped waiting for before serving",
+        );
         let split_merged_keys = b.counter(
             "split_merged_keys",
             "Keys merged by version after a network split healed",
@@ -668,6 +675,7 @@ impl Metrics {
             stream_link_resets,
             backup_removals_unconfirmed,
             resyncs_given_up,
+            claim_merges_given_up,
             lock_wait_duration,
             lock_contended_acquisitions,
             lock_lease_expiries,

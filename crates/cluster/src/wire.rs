@@ -304,6 +304,17 @@ pub enum PeerMessage {
         /// The epoch of the refused handoff record.
         epoch: Epoch,
     },
+    /// A node holding a whole copy of the partition (a backup's, kept after its link reset,
+    /// or a deposed primary's) to the primary of a record that just reached it from that
+    /// primary: it merges the copy in (`Merge` frames follow, the last one marked). Sent before
+    /// the record's frame is acknowledged, so a primary that claimed the partition hears of
+    /// every such copy before its claim is announced, and waits for them (§5 rule 2).
+    MergeIntent {
+        /// The partition.
+        partition: u32,
+        /// The epoch of the record naming the receiver primary.
+        epoch: Epoch,
+    },
 }
 
 impl PeerMessage {
@@ -321,7 +332,8 @@ impl PeerMessage {
             | PeerMessage::Handoff { partition, .. }
             | PeerMessage::HandoffDone { partition, .. }
             | PeerMessage::Merge { partition, .. }
-            | PeerMessage::HandoffRefused { partition, .. } => Some(*partition),
+            | PeerMessage::HandoffRefused { partition, .. }
+            | PeerMessage::MergeIntent { partition, .. } => Some(*partition),
             PeerMessage::Response { .. }
             | PeerMessage::TableRequest
             | PeerMessage::Table { .. }
@@ -348,6 +360,7 @@ impl PeerMessage {
             PeerMessage::HandoffDone { .. } => "handoff_done",
             PeerMessage::Merge { .. } => "merge",
             PeerMessage::HandoffRefused { .. } => "handoff_refused",
+            PeerMessage::MergeIntent { .. } => "merge_intent",
         }
     }
 }
@@ -742,6 +755,10 @@ mod tests {
             PeerMessage::HandoffRefused {
                 partition: 1,
                 epoch: epoch(6),
+            },
+            PeerMessage::MergeIntent {
+                partition: 1,
+                epoch: epoch(7),
             },
         ]
     }

@@ -226,6 +226,8 @@ fn since_start(stats: &cluster::engine::EngineStats) -> Value {
         "backup_removals_confirmed": stats.removals_confirmed,
         "backup_removals_unconfirmed": stats.removals_unconfirmed,
         "resyncs_given_up": stats.resyncs_given_up,
+        "claim_merges_awaited": stats.claim_merges_awaited,
+        "claim_merges_given_up": stats.claim_merges_given_up,
         "merged_keys": stats.merged_keys,
         "failover_marked_keys": stats.failover_marked_keys,
     })

@@ -262,6 +262,19 @@ impl Published {
             );
         }
         metrics.resyncs_given_up.inc_by(resyncs_given_up);
+        let claim_merges_given_up = delta(
+            engine.claim_merges_given_up,
+            self.engine.claim_merges_given_up,
+        );
+        if claim_merges_given_up > 0 {
+            tracing::warn!(
+                merges = claim_merges_given_up,
+                "a claimed partition stopped waiting for a copy kept by a peer (it left, or its \
+                 merge made no progress); it serves, and writes accepted before the copy \
+                 arrives may hide older acknowledged ones"
+            );
+        }
+        metrics.claim_merges_given_up.inc_by(claim_merges_given_up);
         metrics
             .split_merged_keys
             .inc_by(delta(engine.merged_keys, self.engine.merged_keys));

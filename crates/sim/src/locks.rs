@@ -250,7 +250,6 @@ impl Sim {
             && (backups == 0
                 || window.kills > copies_beyond_primary
                 || (window.kills > 1 && window.kills + window.link_resets > copies_beyond_primary)
-                || (window.link_resets > 0 && window.joins > 0)
                 || window.partitions > 0
                 || window.pauses > 0)
     }

@@ -70,7 +70,6 @@ impl Sim {
         match step {
             Step::AddNode => {
                 let index = self.nodes.len();
-                self.window.joins += 1;
                 self.start_node(index);
                 self.ensure_clients();
             }
@@ -94,7 +93,6 @@ impl Sim {
             }
             Step::Restart(node) => {
                 if *node < self.nodes.len() && !self.nodes[*node].is_up() {
-                    self.window.joins += 1;
                     self.start_node(*node);
                 }
             }

@@ -273,8 +273,6 @@ pub(crate) struct Window {
     pub(crate) partitions: usize,
     pub(crate) pauses: usize,
     pub(crate) link_resets: usize,
-    /// Nodes added or restarted.
-    pub(crate) joins: usize,
     /// The fewest running, non-leaving nodes in the window: at its start (the last settle)
     /// and at each kill (`None` before the first settle). A partition cannot have more copies
     /// than that.
@@ -291,17 +289,15 @@ impl Window {
         // A link reset between two live nodes costs no acknowledged write when the primary
         // dies next: the backup keeps its copy, writes wait for it while it is brought up to
         // date in place, and those that waited for frames the link lost are acknowledged only
-        // once it holds them (PROTOCOL.md §6). It is out of the record, though: should the
-        // primary die, a node promoted instead does not wait for it, so a second kill costs a
-        // copy as it would with one backup fewer; and a node that claims the partition
-        // instead (one that joined, now its target primary) takes the kept copy by merge,
-        // which writes it accepted meanwhile can shadow.
+        // once it holds them (PROTOCOL.md §6); a node that claims the partition instead of it
+        // serves only once that copy is merged in (§5 rule 2). It is out of the record,
+        // though: should the primary die, a node promoted instead does not wait for it, so a
+        // second kill costs a copy as it would with one backup fewer.
         self.kills > 0
             && (config.write_mode == WriteMode::Delayed
                 || config.backups == 0
                 || self.kills > copies_beyond_primary
                 || (self.kills > 1 && self.kills + self.link_resets > copies_beyond_primary)
-                || (self.link_resets > 0 && self.joins > 0)
                 || self.partitions > 0
                 || self.pauses > 0)
     }

@@ -117,6 +117,10 @@ pub(crate) struct PeerState {
     pub(crate) digest_mismatches: u32,
     /// The member must confirm that it knows it was removed as a backup (PROTOCOL.md §6).
     pub(crate) confirmation: Option<Confirmation>,
+    /// When a `Merge` frame of this member was last applied here: a claim waiting for its
+    /// merges gives up only after `confirm_timeout_ms` without one (it merges every partition
+    /// it kept at once, one after another).
+    pub(crate) merge_progress_ms: u64,
 }
 
 /// A member this node removed from records as a backup while it was still in the view, with no

@@ -686,10 +686,14 @@ impl<H: Host> Engine<H> {
             PeerMessage::Merge {
                 partition,
                 mutations,
+                last,
                 ..
-            } => self.handle_merge(from, partition, mutations, &ctx),
+            } => self.handle_merge(from, partition, mutations, last, &ctx),
             PeerMessage::HandoffRefused { partition, epoch } => {
                 self.handle_handoff_refused(from, partition, epoch, &ctx)
+            }
+            PeerMessage::MergeIntent { partition, epoch } => {
+                self.handle_merge_intent(from, partition, epoch, &ctx)
             }
         }
     }
@@ -768,8 +772,8 @@ impl<H: Host> Engine<H> {
 
     /// Partitions whose new primary's record every peer acknowledged start serving; with a
     /// time, the requests deferred meanwhile run now (else the next tick runs them: a partition
-    /// with deferred requests stays active).
-    fn complete_announcements(&self, now_opt: Option<u64>) {
+    /// with deferred requests stays active). Takes partition locks: call it with none held.
+    pub(super) fn complete_announcements(&self, now_opt: Option<u64>) {
         let partitions: Vec<u32> = self.announcing.lock().iter().copied().collect();
         if partitions.is_empty() {
             return;
@@ -778,10 +782,19 @@ impl<H: Host> Engine<H> {
         for partition in partitions {
             let mut state = self.partitions[partition as usize].lock();
             let done = match &mut state.primary {
-                Some(primary) if !primary.is_announced() => false,
                 Some(primary) => {
-                    primary.announce.clear();
-                    true
+                    if primary.records_acknowledged() {
+                        // Every peer answered the claim: no more copies to hear of.
+                        primary.claim_open = false;
+                    }
+                    if let Some(ctx) = &ctx_opt {
+                        self.prune_awaited_merges(partition, primary, ctx);
+                    }
+                    let announced = primary.is_announced();
+                    if announced {
+                        primary.announce.clear();
+                    }
+                    announced
                 }
                 None => true,
             };

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use store::{ExportCursor, Mutation, Op, Reply};
 
 use super::state::{
-    HandoffOut, HandoffPhase, PartitionState, PrimaryState, Resync, StreamMember, StreamPhase,
+    AwaitedMerge, HandoffOut, HandoffPhase, PartitionState, PrimaryState, Resync, StreamMember,
+    StreamPhase,
 };
 use super::{Ctx, Engine, Execution, Host, WriteMode};
 use crate::table::{Epoch, Member, Record};
@@ -383,6 +384,7 @@ impl<H: Host> Engine<H> {
             && primary.catch_up.is_none()
             && primary.awaiting.is_empty()
             && primary.resyncing.is_empty()
+            && primary.merges_awaited.is_empty()
             && ctx.now_ms >= primary.handoff_not_before_ms
             && target_primary != me
             && backups.contains(&target_primary)
@@ -447,12 +449,7 @@ impl<H: Host> Engine<H> {
     /// the stream, or out of it for less than `confirm_timeout_ms` (a backup in the view whose
     /// link does not come back is given up on, as an unconfirmed one is; `left_stream` starts
     /// that clock).
-    fn prune_resyncing(
-        &self,
-        partition: u32,
-        primary: &mut PrimaryState,
-        ctx: &Ctx,
-    ) {
+    fn prune_resyncing(&self, partition: u32, primary: &mut PrimaryState, ctx: &Ctx) {
         if primary.resyncing.is_empty() {
             return;
         }
@@ -915,19 +912,34 @@ impl<H: Host> Engine<H> {
     }
 
     /// Images from a deposed owner (or frames of a primary that does not know it was replaced):
-    /// applied when newer, and streamed on to this node's backups.
+    /// applied when newer, and streamed on to this node's backups. The `last` frame of a merge
+    /// a claim waits for lets the claim serve.
     pub(super) fn handle_merge(
         &self,
         from: Member,
         partition: u32,
         mutations: Vec<ReplicatedMutation>,
+        last: bool,
         ctx: &Ctx,
     ) {
         let mut state = self.partitions[partition as usize].lock();
         self.stats
             .merge_frames_received
             .fetch_add(1, Ordering::Relaxed);
-        if !self.apply_as_primary(partition, &mut state, mutations, ctx) {
+        let applied = self.apply_as_primary(partition, &mut state, mutations, ctx);
+        if applied && let Some(peer) = self.peers.lock().get_mut(&from) {
+            peer.merge_progress_ms = ctx.now_ms;
+        }
+        let awaited_done = applied
+            && last
+            && state.primary.as_mut().is_some_and(|primary| {
+                let before = primary.merges_awaited.len();
+                primary
+                    .merges_awaited
+                    .retain(|awaited| awaited.member != from);
+                primary.merges_awaited.len() != before
+            });
+        if !applied {
             // Not primary (or mid-handoff): refuse, and say who is.
             self.send_resync(from, partition, ctx.now_ms);
             if state.primary.is_none()
@@ -937,6 +949,76 @@ impl<H: Host> Engine<H> {
             }
         }
         self.finish(partition, &state);
+        drop(state);
+        if awaited_done {
+            self.complete_announcements(Some(ctx.now_ms));
+        }
+    }
+
+    /// `from` will merge its copy of the partition into this node, which claimed it: when the
+    /// claim is still waiting for its peers' answers, it also waits for this merge (§5 rule 2).
+    pub(super) fn handle_merge_intent(
+        &self,
+        from: Member,
+        partition: u32,
+        epoch: Epoch,
+        ctx: &Ctx,
+    ) {
+        let mut state = self.partitions[partition as usize].lock();
+        let current = state
+            .record
+            .as_ref()
+            .is_some_and(|record| record.epoch == epoch && record.primary == self.config.me);
+        if current
+            && let Some(primary) = &mut state.primary
+            && primary.claim_open
+            && !primary
+                .merges_awaited
+                .iter()
+                .any(|awaited| awaited.member == from)
+        {
+            self.stats
+                .claim_merges_awaited
+                .fetch_add(1, Ordering::Relaxed);
+            primary.merges_awaited.push(AwaitedMerge {
+                member: from,
+                since_ms: ctx.now_ms,
+            });
+        }
+        self.finish(partition, &state);
+    }
+
+    /// Stops waiting for the merges of copies whose holder is neither in the view nor linked,
+    /// or that made no progress for `confirm_timeout_ms`: none since the intent arrived, and no
+    /// `Merge` frame of that holder, for any partition, applied since (after a link reset it
+    /// merges every partition it kept, one after another). Takes the peers' lock.
+    pub(super) fn prune_awaited_merges(
+        &self,
+        partition: u32,
+        primary: &mut PrimaryState,
+        ctx: &Ctx,
+    ) {
+        if primary.merges_awaited.is_empty() {
+            return;
+        }
+        let before = primary.merges_awaited.len();
+        primary.merges_awaited.retain(|awaited| {
+            let progress_ms = self
+                .peers
+                .lock()
+                .get(&awaited.member)
+                .map_or(0, |peer| peer.merge_progress_ms)
+                .max(awaited.since_ms);
+            self.is_alive(ctx, awaited.member)
+                && ctx.now_ms < progress_ms.saturating_add(self.config.confirm_timeout_ms)
+        });
+        let given_up = before - primary.merges_awaited.len();
+        if given_up > 0 {
+            self.stats
+                .claim_merges_given_up
+                .fetch_add(given_up as u64, Ordering::Relaxed);
+            self.host.partition_changed(partition);
+        }
     }
 
     /// Applies images this node's stream did not produce, as the primary: each only if newer,

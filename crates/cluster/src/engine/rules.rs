@@ -293,7 +293,15 @@ impl<H: Host> Engine<H> {
             suspect_before_hlc = self.store.hlc().now(ctx.now_ms).hlc.max(suspect_before_hlc);
         }
         self.stats.claims.fetch_add(1, Ordering::Relaxed);
-        self.become_primary(state, PrimaryState::new());
+        // Peers holding a whole copy (a backup's kept after its link reset) say so before they
+        // acknowledge the claim, and it serves once their merges are in.
+        self.become_primary(
+            state,
+            PrimaryState {
+                claim_open: true,
+                ..PrimaryState::new()
+            },
+        );
         self.author_record(
             partition,
             state,
@@ -420,7 +428,11 @@ impl<H: Host> Engine<H> {
         backup: Member,
         now_ms: u64,
     ) -> bool {
-        let Some(record) = state.record.clone().filter(|record| record.is_backup(backup)) else {
+        let Some(record) = state
+            .record
+            .clone()
+            .filter(|record| record.is_backup(backup))
+        else {
             return false;
         };
         let backups: Vec<Member> = record
@@ -497,6 +509,7 @@ impl<H: Host> Engine<H> {
                 self.announcing.lock().insert(partition);
             } else {
                 primary.announce.clear();
+                primary.claim_open = false;
             }
         }
     }
@@ -759,9 +772,29 @@ impl<H: Host> Engine<H> {
     /// A pushed record arrived.
     pub(super) fn handle_record(&self, from: Member, partition: u32, record: Record, ctx: &Ctx) {
         let mut state = self.partitions[partition as usize].lock();
+        let epoch = record.epoch;
         if self.adopt_record(partition, &mut state, record.clone(), ctx) {
             self.evaluate(partition, &mut state, ctx);
             self.run_deferred(partition, &mut state, ctx);
+        }
+        if from == record.primary
+            && state
+                .merge
+                .as_ref()
+                .is_some_and(|merge| merge.last_frame.is_none())
+            && state
+                .record
+                .as_ref()
+                .is_some_and(|held| held.epoch == epoch)
+        {
+            // Said before this frame is acknowledged (acknowledgements go at the end of the
+            // batch): a claim does not serve before this copy is in (§5 rule 2). A merge whose
+            // last frame already left is not announced again: that frame came first.
+            self.send(
+                from,
+                &PeerMessage::MergeIntent { partition, epoch },
+                ctx.now_ms,
+            );
         } else if let Some(held) = &state.record
             && *held > record
         {

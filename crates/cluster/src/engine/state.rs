@@ -80,6 +80,22 @@ pub(crate) struct PrimaryState {
     pub(crate) catch_up: Option<ExportCursor>,
     /// A refused handoff is not retried before this time, in ms.
     pub(crate) handoff_not_before_ms: u64,
+    /// This node claimed the partition (§5 rule 2) and not every peer has acknowledged the
+    /// record yet: a peer that acknowledges it may first say it merges a copy in
+    /// (`PeerMessage::MergeIntent`). Cleared once every pushed record frame is acknowledged.
+    pub(crate) claim_open: bool,
+    /// Copies whose merge the claim waits for before it serves: a write accepted before a kept
+    /// copy arrives would win over the key's acknowledged state by version.
+    pub(crate) merges_awaited: Vec<AwaitedMerge>,
+}
+
+/// A merge of `PrimaryState::merges_awaited`.
+#[derive(Debug)]
+pub(crate) struct AwaitedMerge {
+    pub(crate) member: Member,
+    /// When its intent arrived: given up on after `EngineConfig::confirm_timeout_ms` with no
+    /// progress since (`link::PeerState::merge_progress_ms`).
+    pub(crate) since_ms: u64,
 }
 
 impl PrimaryState {
@@ -93,17 +109,23 @@ impl PrimaryState {
             resyncing: Vec::new(),
             catch_up: None,
             handoff_not_before_ms: 0,
+            claim_open: false,
+            merges_awaited: Vec::new(),
         }
     }
 
-    /// Whether every peer acknowledged the record that made this node primary, and every
-    /// backup removed without being told confirmed it knows.
+    /// Whether every peer acknowledged the record that made this node primary, every backup
+    /// removed without being told confirmed it knows, and every copy a claim waits for was
+    /// merged in.
     pub(crate) fn is_announced(&self) -> bool {
-        self.awaiting.is_empty()
-            && self
-                .announce
-                .iter()
-                .all(|(link, frame)| link.is_satisfied(*frame))
+        self.awaiting.is_empty() && self.merges_awaited.is_empty() && self.records_acknowledged()
+    }
+
+    /// Whether every peer acknowledged the frame that carried this node's latest record.
+    pub(crate) fn records_acknowledged(&self) -> bool {
+        self.announce
+            .iter()
+            .all(|(link, frame)| link.is_satisfied(*frame))
     }
 
     pub(crate) fn stream_member(&self, member: Member) -> Option<&StreamMember> {

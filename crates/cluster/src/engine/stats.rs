@@ -125,6 +125,11 @@ counters! {
     /// it did not receive their stream again within `confirm_timeout_ms`
     /// (`PrimaryState::resyncing`). Counted per partition.
     resyncs_given_up,
+    /// Merges of kept copies that a claim waited for before serving (§5 rule 2).
+    claim_merges_awaited,
+    /// Such merges given up on: their holder is neither in the view nor linked, or it made no
+    /// progress for `confirm_timeout_ms`.
+    claim_merges_given_up,
     /// Links this node reset because the stream on them had a gap or a corrupt entry.
     stream_link_resets,
     /// Messages ignored because they named a partition out of range.
