@@ -390,6 +390,7 @@ impl<H: Host> Engine<H> {
             && backups.contains(&target_primary)
             && primary.is_synced(target_primary)
             && self.ready_link(target_primary).is_some()
+            && self.view_settled()
         {
             self.stats.handoffs_started.fetch_add(1, Ordering::Relaxed);
             // Snapshots in progress are abandoned: the new primary starts its own.
