@@ -594,6 +594,14 @@ async fn server_opcodes_version_noop_flush_stat_and_quit() {
         "",
         b"",
     );
+    // libmemcached's memcached_verbosity: accepted, with no effect.
+    check(
+        &client.call(&BinaryCommand::Verbosity { level: 1 }).await,
+        opcode::VERBOSITY,
+        NO_ERROR,
+        "",
+        b"",
+    );
     client.call(&store(StoreMode::Set, "k", "v", 0, 0)).await;
     let stats = client.stats(None).await;
     let stat = |name: &str| {
@@ -758,14 +766,20 @@ async fn refused_packets_get_memcached_statuses_and_only_broken_streams_close() 
         "",
         b"Not found",
     );
-    // Appending past the limit is refused by the store.
+    // Appending past the limit is refused by the store, with the limit named.
     client
         .call(&store(StoreMode::Set, "full", &"y".repeat(1024), 0, 0))
         .await;
     let grown = client
         .call(&store(StoreMode::Append, "full", "z", 0, 0))
         .await;
-    check(&grown, opcode::APPEND, VALUE_TOO_LARGE, "", b"Too large.");
+    check(
+        &grown,
+        opcode::APPEND,
+        VALUE_TOO_LARGE,
+        "",
+        b"value is larger than max-value-bytes (1024)",
+    );
     check(
         &client.call(&BinaryCommand::Version).await,
         opcode::VERSION,

@@ -90,6 +90,8 @@ pub mod opcode {
     pub const APPENDQ: u8 = 0x19;
     /// Quiet PREPEND.
     pub const PREPENDQ: u8 = 0x1a;
+    /// Set the logging verbosity (libmemcached's `memcached_verbosity`).
+    pub const VERBOSITY: u8 = 0x1b;
     /// Change an item's expiry.
     pub const TOUCH: u8 = 0x1c;
     /// Get and touch.

@@ -123,6 +123,12 @@ pub enum BinaryCommand {
     },
     /// NOOP: answer with [`super::encode_success`]. Clients send it after quiet commands.
     Noop,
+    /// VERBOSITY: answer with [`super::encode_success`]; the level is accepted and has no
+    /// effect (scd's logging is `--log-level`), as the text protocol's `verbosity`.
+    Verbosity {
+        /// The level asked for.
+        level: u32,
+    },
     /// VERSION: answer with [`super::encode_version`].
     Version,
     /// QUIT, QUITQ: answer with [`super::encode_success`] (nothing for QUITQ), then close.
@@ -178,6 +184,7 @@ impl BinaryCommand {
             | BinaryCommand::Quit { quiet } => *quiet,
             BinaryCommand::Touch { .. }
             | BinaryCommand::Noop
+            | BinaryCommand::Verbosity { .. }
             | BinaryCommand::Version
             | BinaryCommand::Stat { .. }
             | BinaryCommand::SaslListMechanisms
@@ -198,6 +205,7 @@ enum Kind {
     Arithmetic { direction: Direction, quiet: bool },
     Flush { quiet: bool },
     Noop,
+    Verbosity,
     Version,
     Quit { quiet: bool },
     Stat,
@@ -305,6 +313,7 @@ impl Kind {
             opcode::FLUSH => Kind::Flush { quiet: false },
             opcode::FLUSHQ => Kind::Flush { quiet: true },
             opcode::NOOP => Kind::Noop,
+            opcode::VERBOSITY => Kind::Verbosity,
             opcode::VERSION => Kind::Version,
             opcode::QUIT => Kind::Quit { quiet: false },
             opcode::QUITQ => Kind::Quit { quiet: true },
@@ -432,6 +441,7 @@ fn check(header: &RequestHeader, limits: &Limits) -> Result<Kind, BinaryError> {
         }
         Kind::Arithmetic { .. } => extras_bytes == 20 && has_key && no_value,
         Kind::Flush { .. } => (extras_bytes == 0 || extras_bytes == 4) && !has_key && no_value,
+        Kind::Verbosity => extras_bytes == 4 && !has_key && no_value,
         Kind::Noop | Kind::Version | Kind::Quit { .. } | Kind::SaslListMechanisms => {
             header.total_body_length == 0
         }
@@ -522,6 +532,9 @@ fn decode(kind: Kind, header: &RequestHeader, body: Bytes) -> BinaryCommand {
             quiet,
         },
         Kind::Noop => BinaryCommand::Noop,
+        Kind::Verbosity => BinaryCommand::Verbosity {
+            level: extras.get_u32(),
+        },
         Kind::Version => BinaryCommand::Version,
         Kind::Quit { quiet } => BinaryCommand::Quit { quiet },
         Kind::Stat => BinaryCommand::Stat {
@@ -670,6 +683,10 @@ pub fn encode_request(out: &mut BytesMut, opaque: u32, command: &BinaryCommand) 
             )
         }
         BinaryCommand::Noop => (opcode::NOOP, &[], &[]),
+        BinaryCommand::Verbosity { level } => {
+            extras.put_u32(*level);
+            (opcode::VERBOSITY, &[], &[])
+        }
         BinaryCommand::Version => (opcode::VERSION, &[], &[]),
         BinaryCommand::Quit { quiet } => {
             (if *quiet { opcode::QUITQ } else { opcode::QUIT }, &[], &[])

@@ -376,6 +376,10 @@ fn delete_and_arithmetic_parse_with_their_cas() {
 #[test]
 fn commands_without_a_key_parse() {
     check(&simple(opcode::NOOP), &[Ok(BinaryCommand::Noop)]);
+    check(
+        &packet(opcode::VERBOSITY, &[0, 0, 0, 3], &[], &[], 0, 0),
+        &[Ok(BinaryCommand::Verbosity { level: 3 })],
+    );
     check(&simple(opcode::VERSION), &[Ok(BinaryCommand::Version)]);
     check(
         &simple(opcode::QUIT),
@@ -541,6 +545,8 @@ fn a_shape_the_opcode_does_not_allow_is_invalid_arguments() {
         packet(opcode::QUIT, &[0; 4], &[], &[], 0, 0),
         packet(opcode::FLUSH, &[0; 8], &[], &[], 0, 0),
         packet(opcode::FLUSH, &[], b"k", &[], 0, 0),
+        packet(opcode::VERBOSITY, &[], &[], &[], 0, 0),
+        packet(opcode::VERBOSITY, &[0; 4], b"k", &[], 0, 0),
         packet(opcode::STAT, &[], b"items", b"x", 0, 0),
         packet(opcode::SASL_AUTH, &[], &[], b"x", 0, 0),
     ] {
@@ -554,7 +560,7 @@ fn a_shape_the_opcode_does_not_allow_is_invalid_arguments() {
 
 #[test]
 fn an_unknown_opcode_is_answered_and_its_body_skipped() {
-    let unknown = packet(0x1b, &[0, 0, 0, 1], &[], &[], 7, 0);
+    let unknown = packet(0x3f, &[0, 0, 0, 1], &[], &[], 7, 0);
     let input = [unknown.clone(), simple(opcode::NOOP)].concat();
     check(
         &input,

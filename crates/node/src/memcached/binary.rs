@@ -116,6 +116,7 @@ impl FrontEnd for BinaryFrontEnd {
             | BinaryCommand::Arithmetic { key, .. } => std::slice::from_ref(key),
             BinaryCommand::Flush { .. }
             | BinaryCommand::Noop
+            | BinaryCommand::Verbosity { .. }
             | BinaryCommand::Version
             | BinaryCommand::Quit { .. }
             | BinaryCommand::Stat { .. }
@@ -330,6 +331,12 @@ impl FrontEnd for BinaryFrontEnd {
                     Answer::Normal
                 });
             }
+            BinaryCommand::Verbosity { .. } => {
+                replies.now(Stat::new(Command::Verbosity, started), |out, _| {
+                    encode_success(out, &request, 0);
+                    Answer::Normal
+                });
+            }
             BinaryCommand::Version => {
                 replies.now(Stat::new(Command::Version, started), |out, _| {
                     encode_version(out, &request, super::VERSION);
@@ -420,7 +427,8 @@ fn read_answer(
     Answer::Normal
 }
 
-/// Answers a refusal of the store with memcached's status for it.
+/// Answers a refusal of the store with memcached's status for it; a limit's refusal names the
+/// limit and its value in the body (an APPEND whose result would be too large, say).
 fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) -> Answer {
     let (status, kind_opt) = match error {
         StoreError::ValueTooLarge { .. } => {
@@ -434,7 +442,20 @@ fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) 
         // not of the request, told in the error's own words.
         other => return server_failure(request, &other.to_string(), out),
     };
-    encode_failure(out, request, status);
+    if kind_opt.is_some() {
+        encode_response(
+            out,
+            request.header.opcode,
+            status,
+            request.header.opaque,
+            0,
+            &[],
+            &[],
+            error.to_string().as_bytes(),
+        );
+    } else {
+        encode_failure(out, request, status);
+    }
     Answer::Error(kind_opt)
 }
 
