@@ -233,6 +233,7 @@ pub async fn serve_with_routes(
             state.limits.connections_max.min(Semaphore::MAX_PERMITS),
         )),
         state: state.clone(),
+        not_allowed_logged_at: None,
     };
     axum::serve(admin_listener, router(state, extra_routes))
         .with_graceful_shutdown(shutdown)
@@ -395,6 +396,9 @@ struct AdminListener {
     /// One permit per connection being served, held by its [`LimitedStream`].
     connection_permits: Arc<Semaphore>,
     state: AdminState,
+    /// When a refusal under `--allow` was last logged: at most one line a second, as on the
+    /// client ports.
+    not_allowed_logged_at: Option<std::time::Instant>,
 }
 
 impl axum::serve::Listener for AdminListener {
@@ -416,7 +420,13 @@ impl axum::serve::Listener for AdminListener {
                     .metrics
                     .admin_connections_rejected
                     .inc(AdminRejectReason::NotAllowed);
-                tracing::debug!(%peer_addr, "admin connection refused: address not allowed");
+                if self
+                    .not_allowed_logged_at
+                    .is_none_or(|logged| logged.elapsed() >= std::time::Duration::from_secs(1))
+                {
+                    self.not_allowed_logged_at = Some(std::time::Instant::now());
+                    tracing::warn!(%peer_addr, "refused an admin connection from a host outside --allow");
+                }
                 refuse(&tcp_stream, "403 Forbidden", "address not allowed");
                 continue;
             }
