@@ -11,8 +11,10 @@ pub(crate) struct RateLimited {
 }
 
 impl RateLimited {
-    pub(crate) fn new() -> RateLimited {
-        RateLimited::default()
+    pub(crate) const fn new() -> RateLimited {
+        RateLimited {
+            last_second: AtomicU64::new(0),
+        }
     }
 
     /// Whether to log now: true at most once per wall-clock second.

@@ -26,6 +26,10 @@ const LENGTH_PREFIX_BYTES: usize = cluster::wire::FRAME_HEADER_LEN;
 /// until a large read has been worked through.
 const FRAMES_PER_BATCH_MAX: usize = 32;
 
+/// At most one warning a second about oversized frames, whatever the link (a peer that keeps
+/// reconnecting to send them cannot fill the log).
+static OVERSIZED_FRAME_LOG: crate::log::RateLimited = crate::log::RateLimited::new();
+
 /// What a link delivers to the node.
 pub(crate) trait FrameHandler: Send + Sync + 'static {
     /// The link is authenticated and running.
@@ -291,6 +295,14 @@ async fn read_loop(
             }
             let length = u32::from_be_bytes([input[0], input[1], input[2], input[3]]) as usize;
             if length > FRAME_BYTES_MAX {
+                if OVERSIZED_FRAME_LOG.allow() {
+                    tracing::warn!(
+                        peer = ?link.member,
+                        length,
+                        limit = FRAME_BYTES_MAX,
+                        "peer frame larger than the limit; closing the link"
+                    );
+                }
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
