@@ -476,6 +476,9 @@ pub struct Metrics {
     pub snapshot_received_bytes: Counter,
     /// Partitions with fewer live backups than configured.
     pub under_replicated_partitions: Gauge,
+    /// Partitions with fewer live backups than `--backups`, also when too few nodes are alive
+    /// to hold them: what a failure now could lose.
+    pub partitions_short_of_backups: Gauge,
     /// Partitions whose owners are not yet the placement's targets (a rebalance to come).
     pub partitions_to_move: Gauge,
     /// Keys merged by version after a network split healed.
@@ -579,7 +582,11 @@ impl Metrics {
             b.bytes_counter("snapshot_received", "Bytes of partition snapshots received");
         let under_replicated_partitions = b.gauge(
             "under_replicated_partitions",
-            "Partitions with fewer live backups than configured",
+            "Partitions with fewer live backups than the live nodes allow (copies still to make)",
+        );
+        let partitions_short_of_backups = b.gauge(
+            "partitions_short_of_backups",
+            "Partitions with fewer live backups than --backups, too few live nodes included",
         );
         let partitions_to_move = b.gauge(
             "partitions_to_move",
@@ -670,6 +677,7 @@ impl Metrics {
             snapshot_sent_bytes,
             snapshot_received_bytes,
             under_replicated_partitions,
+            partitions_short_of_backups,
             partitions_to_move,
             split_merged_keys,
             stream_link_resets,

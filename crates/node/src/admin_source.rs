@@ -194,6 +194,7 @@ pub(crate) fn cluster_json(node: &NodeState) -> Value {
         "table_digest": format!("{:016x}", engine.table_digest()),
         "under_replicated_partitions": summary.under_replicated,
         "under_replicated_partitions_shown": summary.under_replicated_partitions,
+        "partitions_short_of_backups": summary.short_of_backups,
         "partitions_to_move": summary.to_move,
         "handoffs_in_progress": summary.handoffs_in_progress,
         "snapshots_in_progress": summary.snapshots_in_progress,

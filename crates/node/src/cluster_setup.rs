@@ -330,6 +330,9 @@ impl Published {
         metrics
             .under_replicated_partitions
             .set(i64::from(summary.under_replicated));
+        metrics
+            .partitions_short_of_backups
+            .set(i64::from(summary.short_of_backups));
         metrics.partitions_to_move.set(i64::from(summary.to_move));
         // One lag gauge per linked peer, by name; a peer that is gone stops being exported.
         let mut current = std::collections::HashSet::new();

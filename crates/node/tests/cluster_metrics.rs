@@ -164,9 +164,12 @@ async fn cluster_shows_ownership_and_lag_per_node_and_a_crash_shows_as_promotion
             && promotions_metric == promotions as f64
             && second_state.is_some_and(|state| state != "alive")
             && first_primaries == Some(PARTITIONS)
+            && sample(&metrics, "scd_partitions_short_of_backups") == Some(PARTITIONS as f64)
         {
-            // Alone, the first node wants no backup: nothing is under-replicated.
+            // Alone, the first node can make no backup: nothing is under-replicated, but every
+            // partition is short of its backup.
             assert_eq!(view["under_replicated_partitions"], 0, "{view}");
+            assert_eq!(view["partitions_short_of_backups"], PARTITIONS, "{view}");
             assert!(
                 sample(&metrics, "scd_replication_lag_seconds{peer=\"second\"}").is_none(),
                 "a gone peer's lag is still exported:\n{metrics}"

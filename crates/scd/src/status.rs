@@ -124,8 +124,16 @@ pub(crate) fn render(cluster: &Value) -> String {
     out.push_str(
         "\n* = this node; LAG_MS = age of the oldest write the peer has not acknowledged\n",
     );
+    // Too few live nodes to hold every backup is not "under-replicated" (nothing is left to
+    // copy), but a failure now would lose what only one node holds: said when it is so.
+    let short = cluster["partitions_short_of_backups"].as_u64().unwrap_or(0);
+    let short_text = if short > cluster["under_replicated_partitions"].as_u64().unwrap_or(0) {
+        format!("  short of --backups (too few nodes): {short}")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "partitions without a live primary: {}  under-replicated partitions: {}{}  still to move: {}\n",
+        "partitions without a live primary: {}  under-replicated partitions: {}{}{short_text}  still to move: {}\n",
         text(&cluster["unowned_partitions"]),
         text(&cluster["under_replicated_partitions"]),
         partition_list(
@@ -290,6 +298,20 @@ mod tests {
             "in progress",
             "in progress: 1 handoffs, 2 snapshots sending, 0 receiving, 0 merges, \
              4 requests waiting serving: no (fenced or exchanging tables)",
+        );
+    }
+
+    #[test]
+    fn status_says_when_too_few_nodes_hold_the_backups() {
+        let mut cluster = two_nodes();
+        cluster["under_replicated_partitions"] = serde_json::json!(0);
+        cluster["under_replicated_partitions_shown"] = serde_json::json!([]);
+        cluster["partitions_short_of_backups"] = serde_json::json!(1024);
+        check(
+            &cluster,
+            "partitions",
+            "partitions without a live primary: 0 under-replicated partitions: 0 \
+             short of --backups (too few nodes): 1024 still to move: 9",
         );
     }
 

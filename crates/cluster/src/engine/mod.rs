@@ -1267,6 +1267,9 @@ impl<H: Host> Engine<H> {
                 .iter()
                 .filter(|backup| view.contains(**backup))
                 .count();
+            if live_backups < self.config.backups {
+                summary.short_of_backups += 1;
+            }
             if live_backups < wanted_backups {
                 summary.under_replicated += 1;
                 if summary.under_replicated_partitions.len() < UNDER_REPLICATED_PARTITIONS_SHOWN {

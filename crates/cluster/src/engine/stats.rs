@@ -181,8 +181,12 @@ pub struct MemberOwnership {
 pub struct Summary {
     /// Per member named in the table.
     pub ownership: BTreeMap<Member, MemberOwnership>,
-    /// Partitions with fewer synced backups than `min(backups, live nodes - 1)`.
+    /// Partitions with fewer synced backups than `min(backups, live nodes - 1)`: copies still to
+    /// be made.
     pub under_replicated: u32,
+    /// Partitions with fewer live backups than `backups`, whatever the live nodes: also those
+    /// a cluster too small cannot copy (a node left alone holds the only copy of everything).
+    pub short_of_backups: u32,
     /// The first under-replicated partitions (at most `UNDER_REPLICATED_PARTITIONS_SHOWN`), in
     /// ascending order, for status pages.
     pub under_replicated_partitions: Vec<u32>,
