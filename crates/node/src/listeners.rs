@@ -28,7 +28,7 @@ pub struct BindError {
     #[source]
     pub source: std::io::Error,
     /// A hint for the common cases.
-    pub hint: &'static str,
+    pub hint: std::borrow::Cow<'static, str>,
 }
 
 /// The bound sockets of a node. All are non-blocking, ready for tokio (the heartbeat socket is
@@ -51,6 +51,7 @@ impl Listeners {
     /// Binds every address of `config`. The heartbeat socket takes the port the peer listener got,
     /// so a peer address with port 0 (tests) yields one port for both.
     pub fn bind(config: &NodeConfig) -> Result<Listeners, BindError> {
+        check_distinct(config)?;
         let client = bind_tcp("--client", config.client_addr)?;
         let memcached_opt = config
             .memcached_addr_opt
@@ -61,7 +62,7 @@ impl Listeners {
             flag: "--peer",
             address: config.peer_addr,
             source,
-            hint: "",
+            hint: "".into(),
         })?;
         let heartbeat = bind_udp("--peer", peer_address)?;
         let admin_opt = config
@@ -106,6 +107,39 @@ impl Listeners {
     }
 }
 
+/// Refuses two flags that name the same TCP port on overlapping addresses: the second bind would
+/// fail with "address in use", and the hint would blame another program.
+fn check_distinct(config: &NodeConfig) -> Result<(), BindError> {
+    let named: Vec<(&'static str, SocketAddr)> = [
+        Some(("--client", config.client_addr)),
+        config.memcached_addr_opt.map(|address| ("--memcached", address)),
+        Some(("--peer", config.peer_addr)),
+        config.admin_addr_opt.map(|address| ("--admin", address)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (index, &(flag, address)) in named.iter().enumerate() {
+        for &(earlier_flag, earlier) in &named[..index] {
+            let overlapping = address.ip() == earlier.ip()
+                || address.ip().is_unspecified()
+                || earlier.ip().is_unspecified();
+            if address.port() != 0 && address.port() == earlier.port() && overlapping {
+                return Err(BindError {
+                    flag,
+                    address,
+                    source: std::io::ErrorKind::AddrInUse.into(),
+                    hint: format!(
+                        " ({earlier_flag} is {earlier}: each listener needs a port of its own)"
+                    )
+                    .into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn hint_for(error: &std::io::Error) -> &'static str {
     match error.kind() {
         std::io::ErrorKind::AddrInUse => {
@@ -135,7 +169,7 @@ fn bind_tcp(flag: &'static str, address: SocketAddr) -> Result<TcpListener, Bind
     attempt().map_err(|source| BindError {
         flag,
         address,
-        hint: hint_for(&source),
+        hint: hint_for(&source).into(),
         source,
     })
 }
@@ -156,7 +190,7 @@ fn bind_udp(flag: &'static str, address: SocketAddr) -> Result<UdpSocket, BindEr
     attempt().map_err(|source| BindError {
         flag,
         address,
-        hint: hint_for(&source),
+        hint: hint_for(&source).into(),
         source,
     })
 }
@@ -183,6 +217,20 @@ mod tests {
         );
         assert!(listeners.memcached_addr().is_some());
         assert!(listeners.admin_addr().is_some());
+    }
+
+    #[test]
+    fn two_flags_on_one_port_are_refused_naming_both() {
+        let mut config = loopback_config();
+        config.client_addr = "127.0.0.1:41951".parse().unwrap();
+        config.peer_addr = "127.0.0.1:41951".parse().unwrap();
+        let error = Listeners::bind(&config).unwrap_err().to_string();
+        assert!(error.contains("(--peer)"), "{error}");
+        assert!(
+            error.contains("--client is 127.0.0.1:41951: each listener needs a port of its own"),
+            "{error}"
+        );
+        assert!(!error.contains("another program"), "{error}");
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
 
-    /// Copies of each partition besides its primary [default: 1].
+    /// Copies of each partition besides its primary, 0 to 3 [default: 1].
     #[arg(long, value_name = "N")]
     pub backups: Option<u8>,
 

@@ -131,11 +131,21 @@ fn print_welcome(nodes: &[DemoNode], children: &[(String, Child)]) {
         );
     }
     let (first, last) = (&nodes[0], &nodes[nodes.len() - 1]);
+    // The binary as it was started (`cargo run` puts none on the PATH).
+    let scd = std::env::current_exe()
+        .ok()
+        .and_then(|path| {
+            let relative = std::env::current_dir()
+                .ok()
+                .and_then(|dir| path.strip_prefix(dir).ok().map(std::path::Path::to_path_buf));
+            relative.or(Some(path))
+        })
+        .map_or_else(|| "scd".to_string(), |path| path.display().to_string());
     println!(
         "\nTry it:\n\
          \x20 redis-cli -p {} set greeting hello      # write through one node\n\
          \x20 redis-cli -p {} get greeting            # read through another\n\
-         \x20 scd status --admin 127.0.0.1:{}         # the cluster as a node sees it\n\
+         \x20 {scd} status --admin 127.0.0.1:{}         # the cluster as a node sees it\n\
          \x20 open http://127.0.0.1:{}/               # the dashboard\n\
          \x20 kill -9 <pid of a node>                   # and watch the others take over\n\n\
          PHP sessions on this cluster (phpredis):\n\
