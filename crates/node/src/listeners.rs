@@ -112,7 +112,9 @@ impl Listeners {
 fn check_distinct(config: &NodeConfig) -> Result<(), BindError> {
     let named: Vec<(&'static str, SocketAddr)> = [
         Some(("--client", config.client_addr)),
-        config.memcached_addr_opt.map(|address| ("--memcached", address)),
+        config
+            .memcached_addr_opt
+            .map(|address| ("--memcached", address)),
         Some(("--peer", config.peer_addr)),
         config.admin_addr_opt.map(|address| ("--admin", address)),
     ]

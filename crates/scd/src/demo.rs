@@ -135,9 +135,11 @@ fn print_welcome(nodes: &[DemoNode], children: &[(String, Child)]) {
     let scd = std::env::current_exe()
         .ok()
         .and_then(|path| {
-            let relative = std::env::current_dir()
-                .ok()
-                .and_then(|dir| path.strip_prefix(dir).ok().map(std::path::Path::to_path_buf));
+            let relative = std::env::current_dir().ok().and_then(|dir| {
+                path.strip_prefix(dir)
+                    .ok()
+                    .map(std::path::Path::to_path_buf)
+            });
             relative.or(Some(path))
         })
         .map_or_else(|| "scd".to_string(), |path| path.display().to_string());

@@ -217,25 +217,12 @@ impl<H: Host> Engine<H> {
         if handoff_sent {
             return;
         }
-        let record = state.record.clone();
-        if let Some(record) = &record
-            && removed.iter().any(|member| record.is_backup(member.member))
-        {
-            let backups: Vec<Member> = record
-                .backups
-                .iter()
-                .copied()
-                .filter(|backup| !removed.iter().any(|member| member.member == *backup))
-                .collect();
-            self.author_record(
-                partition,
-                state,
-                record.primary,
-                backups,
-                record.suspect_before_hlc,
-                now_ms,
-            );
-        }
+        self.drop_backups(
+            partition,
+            state,
+            |backup| removed.iter().any(|member| member.member == backup),
+            now_ms,
+        );
         // Its link is closing: as when it ends (`forget_link`).
         for member in removed.iter().filter(|member| member.link_lost) {
             if member.in_place {

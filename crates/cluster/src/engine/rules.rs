@@ -428,10 +428,22 @@ impl<H: Host> Engine<H> {
         backup: Member,
         now_ms: u64,
     ) -> bool {
+        self.drop_backups(partition, state, |listed| listed == backup, now_ms)
+    }
+
+    /// Authors a record of `partition` without the backups `dropped` picks, when the held record
+    /// lists any. Returns whether it did.
+    pub(super) fn drop_backups(
+        &self,
+        partition: u32,
+        state: &mut PartitionState,
+        dropped: impl Fn(Member) -> bool,
+        now_ms: u64,
+    ) -> bool {
         let Some(record) = state
             .record
             .clone()
-            .filter(|record| record.is_backup(backup))
+            .filter(|record| record.backups.iter().any(|backup| dropped(*backup)))
         else {
             return false;
         };
@@ -439,7 +451,7 @@ impl<H: Host> Engine<H> {
             .backups
             .iter()
             .copied()
-            .filter(|listed| *listed != backup)
+            .filter(|backup| !dropped(*backup))
             .collect();
         self.author_record(
             partition,
