@@ -153,18 +153,19 @@ pub(crate) async fn client_gone(
     }
 }
 
-/// Resolves when the client closes (or shuts its sending half), without reading what it sent.
+/// How often a connection that stopped reading ahead looks whether its client closed.
+const CLOSE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Resolves when the client closes (or shuts its sending half), without reading what it sent:
+/// the socket's readiness shows the close (`EPOLLRDHUP`) beside the unread input. Readable
+/// without a close, it looks again after `CLOSE_CHECK_INTERVAL`. Readiness is left as it is:
+/// clearing it by hand would hide the unread input from the reads that follow (epoll reports
+/// edges), and the connection would hang once its wait ended.
 async fn closed_with_input_unread(stream: &TcpStream) {
     loop {
         match stream.ready(tokio::io::Interest::READABLE).await {
             Ok(ready) if ready.is_read_closed() => return,
-            Ok(_) => {
-                // Readable, with input this connection does not read yet: forget that, so that
-                // the next wait ends on a change (more input, or the close), not at once again.
-                let _ = stream.try_io(tokio::io::Interest::READABLE, || {
-                    Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                });
-            }
+            Ok(_) => tokio::time::sleep(CLOSE_CHECK_INTERVAL).await,
             Err(_) => return,
         }
     }

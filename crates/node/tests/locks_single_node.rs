@@ -428,3 +428,70 @@ async fn a_waiter_that_pipelined_more_than_the_read_ahead_and_closed_leaves_the_
     assert_eq!(released, 1);
     assert!(lock_info(&mut observer, "wanted").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_pipelined_more_than_the_read_ahead_gets_every_reply_once_granted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = TestNode::start_paused(|_| {}).await;
+    let mut holder = node.connect().await;
+    let mut observer = node.connect().await;
+    let held: i64 = run(&mut holder, &["SCD.LOCK", "wanted", "600000"]).await;
+    let waiter = tokio::net::TcpStream::connect(node.client_addr)
+        .await
+        .expect("connect");
+    let (mut from_node, mut to_node) = waiter.into_split();
+    let wait = "*5\r\n$8\r\nSCD.LOCK\r\n$6\r\nwanted\r\n$6\r\n600000\r\n$4\r\nWAIT\r\n\
+                $6\r\n600000\r\n";
+    to_node.write_all(wait.as_bytes()).await.expect("send");
+    wait_for_waiters(&mut observer, "wanted", 1).await;
+    // 420 KB of commands behind the wait: the node reads ahead 64 KiB of them and leaves the
+    // rest in the socket while it waits. The client stays connected (its writing half too).
+    let pings = 30_000;
+    let writer = tokio::spawn(async move {
+        to_node
+            .write_all("*1\r\n$4\r\nPING\r\n".repeat(pings).as_bytes())
+            .await
+            .expect("send");
+        to_node
+    });
+    // Until the node has read ahead all it will: its input count passes 64 KiB.
+    wait_until("the node has read 64 KiB ahead of the wait", || {
+        let mut observer = observer.clone();
+        async move {
+            let info: String = run(&mut observer, &["INFO", "stats"]).await;
+            info.lines()
+                .find_map(|line| line.strip_prefix("total_net_input_bytes:"))
+                .and_then(|bytes| bytes.trim().parse::<u64>().ok())
+                .is_some_and(|bytes| bytes >= 64 * 1024)
+        }
+    })
+    .await;
+    let released: i64 = run(&mut holder, &["SCD.UNLOCK", "wanted", &held.to_string()]).await;
+    assert_eq!(released, 1);
+    // The grant, then every PONG: the input left unread while it waited is read after it.
+    let expected = pings * "+PONG\r\n".len();
+    let mut replies = Vec::new();
+    let mut buffer = vec![0; 64 * 1024];
+    let read_all = async {
+        loop {
+            let token_line = replies.iter().position(|&byte| byte == b'\n');
+            if token_line.is_some_and(|end| replies.len() - end - 1 >= expected) {
+                return;
+            }
+            let read = from_node.read(&mut buffer).await.expect("read");
+            assert!(read > 0, "the node closed the connection");
+            replies.extend_from_slice(&buffer[..read]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .expect("every reply within 20 s");
+    let _to_node = writer.await.expect("writer");
+    let text = String::from_utf8_lossy(&replies);
+    assert!(
+        text.starts_with(':'),
+        "the grant's token first: {}",
+        &text[..40.min(text.len())]
+    );
+    assert_eq!(text.matches("+PONG\r\n").count(), pings);
+}
