@@ -121,12 +121,23 @@ fn check_distinct(config: &NodeConfig) -> Result<(), BindError> {
     .into_iter()
     .flatten()
     .collect();
+    // Whether binding both would collide: the same address (a v4-mapped v6 one counts as its v4
+    // address), or a wildcard of the other's family, or `[::]`, which takes v4 too (the
+    // listeners do not set IPV6_V6ONLY).
+    let overlapping = |a: std::net::IpAddr, b: std::net::IpAddr| {
+        let (a, b) = (a.to_canonical(), b.to_canonical());
+        let v6_wildcard = |ip: std::net::IpAddr| ip.is_ipv6() && ip.is_unspecified();
+        a == b
+            || v6_wildcard(a)
+            || v6_wildcard(b)
+            || (a.is_ipv4() == b.is_ipv4() && (a.is_unspecified() || b.is_unspecified()))
+    };
     for (index, &(flag, address)) in named.iter().enumerate() {
         for &(earlier_flag, earlier) in &named[..index] {
-            let overlapping = address.ip() == earlier.ip()
-                || address.ip().is_unspecified()
-                || earlier.ip().is_unspecified();
-            if address.port() != 0 && address.port() == earlier.port() && overlapping {
+            if address.port() != 0
+                && address.port() == earlier.port()
+                && overlapping(address.ip(), earlier.ip())
+            {
                 return Err(BindError {
                     flag,
                     address,
@@ -233,6 +244,12 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains("another program"), "{error}");
+        // A v4 wildcard and a v6 address on one port do not collide on Linux.
+        config.client_addr = "0.0.0.0:41951".parse().unwrap();
+        config.peer_addr = "[::1]:41951".parse().unwrap();
+        assert!(check_distinct(&config).is_ok());
+        config.peer_addr = "[::ffff:127.0.0.1]:41951".parse().unwrap();
+        assert!(check_distinct(&config).is_err());
     }
 
     #[test]
