@@ -475,7 +475,7 @@ async fn a_waiter_that_pipelined_more_than_the_read_ahead_gets_every_reply_once_
     let read_all = async {
         loop {
             let token_line = replies.iter().position(|&byte| byte == b'\n');
-            if token_line.is_some_and(|end| replies.len() - end - 1 >= expected) {
+            if token_line.is_some_and(|end| replies.len() - end > expected) {
                 return;
             }
             let read = from_node.read(&mut buffer).await.expect("read");
