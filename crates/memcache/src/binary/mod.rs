@@ -29,9 +29,9 @@ pub use request::{
     MAX_SASL_MECHANISM_BYTES, encode_request,
 };
 pub use response::{
-    Status, encode_counter, encode_error, encode_failure, encode_get_hit, encode_get_miss,
-    encode_response, encode_sasl_authenticated, encode_sasl_mechanisms, encode_stat,
-    encode_stat_end, encode_success, encode_version,
+    Status, encode_counter, encode_error, encode_failure, encode_failure_saying, encode_get_hit,
+    encode_get_miss, encode_response, encode_sasl_authenticated, encode_sasl_mechanisms,
+    encode_stat, encode_stat_end, encode_success, encode_version,
 };
 
 /// Command opcodes, as in memcached's `protocol_binary.h`.

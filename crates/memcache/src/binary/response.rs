@@ -193,6 +193,17 @@ pub fn encode_success(out: &mut BytesMut, request: &BinaryRequest, cas: u64) {
 /// Answers a command that failed: `status` with memcached's text for it. Always sent, quiet
 /// command or not.
 pub fn encode_failure(out: &mut BytesMut, request: &BinaryRequest, status: Status) {
+    encode_failure_saying(out, request, status, status.message());
+}
+
+/// Answers a command that failed: `status` with `message` as the body (a limit named with its
+/// value, a server's own words). Always sent, quiet command or not.
+pub fn encode_failure_saying(
+    out: &mut BytesMut,
+    request: &BinaryRequest,
+    status: Status,
+    message: &str,
+) {
     encode_response(
         out,
         request.header.opcode,
@@ -201,7 +212,7 @@ pub fn encode_failure(out: &mut BytesMut, request: &BinaryRequest, status: Statu
         0,
         &[],
         &[],
-        status.message().as_bytes(),
+        message.as_bytes(),
     );
 }
 

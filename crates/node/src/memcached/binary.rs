@@ -6,8 +6,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use memcache::binary::{
     BinaryCommand, BinaryError, BinaryParser, BinaryRequest, Status, encode_counter, encode_error,
-    encode_failure, encode_get_hit, encode_get_miss, encode_response, encode_sasl_authenticated,
-    encode_sasl_mechanisms, encode_stat, encode_stat_end, encode_success, encode_version, opcode,
+    encode_failure, encode_failure_saying, encode_get_hit, encode_get_miss, encode_response,
+    encode_sasl_authenticated, encode_sasl_mechanisms, encode_stat, encode_stat_end,
+    encode_success, encode_version, opcode,
 };
 use memcache::{Direction, Limits, StoreMode};
 use store::{Op, StoreError};
@@ -443,16 +444,7 @@ fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) 
         other => return server_failure(request, &other.to_string(), out),
     };
     if kind_opt.is_some() {
-        encode_response(
-            out,
-            request.header.opcode,
-            status,
-            request.header.opaque,
-            0,
-            &[],
-            &[],
-            error.to_string().as_bytes(),
-        );
+        encode_failure_saying(out, request, status, &error.to_string());
     } else {
         encode_failure(out, request, status);
     }
@@ -463,16 +455,7 @@ fn failure_for(request: &BinaryRequest, error: &StoreError, out: &mut BytesMut) 
 /// "temporary failure": the request was fine and may be retried (a partition between owners, or
 /// a write its backups did not acknowledge in time, which the message says).
 fn server_failure(request: &BinaryRequest, message: &str, out: &mut BytesMut) -> Answer {
-    encode_response(
-        out,
-        request.header.opcode,
-        Status::TemporaryFailure,
-        request.header.opaque,
-        0,
-        &[],
-        &[],
-        message.as_bytes(),
-    );
+    encode_failure_saying(out, request, Status::TemporaryFailure, message);
     Answer::Error(None)
 }
 
