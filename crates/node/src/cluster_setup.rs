@@ -240,41 +240,32 @@ impl Published {
             engine.stream_link_resets,
             self.engine.stream_link_resets,
         ));
-        let unconfirmed = delta(
-            engine.removals_unconfirmed,
-            self.engine.removals_unconfirmed,
-        );
-        if unconfirmed > 0 {
-            tracing::warn!(
-                backups = unconfirmed,
-                "a backup that lost its link was given up on (it did not confirm over a new \
-                 link, or its snapshots did not end in time); writes are acknowledged without \
-                 it, and are lost if this node crashes before it is a backup again"
-            );
-        }
-        metrics.backup_removals_unconfirmed.inc_by(unconfirmed);
-        let resyncs_given_up = delta(engine.resyncs_given_up, self.engine.resyncs_given_up);
-        if resyncs_given_up > 0 {
-            tracing::warn!(
-                partitions = resyncs_given_up,
-                "a backup that lost its link did not receive the stream again in time; these \
-                 partitions' writes are acknowledged without it until it is a backup again"
-            );
-        }
-        metrics.resyncs_given_up.inc_by(resyncs_given_up);
-        let claim_merges_given_up = delta(
-            engine.claim_merges_given_up,
-            self.engine.claim_merges_given_up,
-        );
-        if claim_merges_given_up > 0 {
-            tracing::warn!(
-                merges = claim_merges_given_up,
-                "a claimed partition stopped waiting for a copy kept by a peer (it left, or its \
-                 merge made no progress); it serves, and writes accepted before the copy \
-                 arrives may hide older acknowledged ones"
-            );
-        }
-        metrics.claim_merges_given_up.inc_by(claim_merges_given_up);
+        metrics.backup_removals_unconfirmed.inc_by(warn_given_up(
+            delta(
+                engine.removals_unconfirmed,
+                self.engine.removals_unconfirmed,
+            ),
+            "backups",
+            "a backup that lost its link was given up on (it did not confirm over a new link, or \
+             its snapshots did not end in time); writes are acknowledged without it, and are \
+             lost if this node crashes before it is a backup again",
+        ));
+        metrics.resyncs_given_up.inc_by(warn_given_up(
+            delta(engine.resyncs_given_up, self.engine.resyncs_given_up),
+            "partitions",
+            "a backup that lost its link did not receive the stream again in time; these \
+             partitions' writes are acknowledged without it until it is a backup again",
+        ));
+        metrics.claim_merges_given_up.inc_by(warn_given_up(
+            delta(
+                engine.claim_merges_given_up,
+                self.engine.claim_merges_given_up,
+            ),
+            "merges",
+            "a claimed partition stopped waiting for a copy kept by a peer (it left, or its merge \
+             made no progress); it serves, and writes accepted before the copy arrives may hide \
+             older acknowledged ones",
+        ));
         metrics
             .split_merged_keys
             .inc_by(delta(engine.merged_keys, self.engine.merged_keys));
@@ -399,4 +390,14 @@ fn heartbeat_reject_label(reason: RejectReason) -> admin::HeartbeatRejectReason 
         RejectReason::NameClash => Label::NameClash,
         RejectReason::MemberLimit => Label::MemberLimit,
     }
+}
+
+/// Logs `message` when the engine gave up waiting for `count` copies (`what`: backups,
+/// partitions, merges) since the last look: writes may have one copy meanwhile. Returns
+/// `count`, for the metric.
+fn warn_given_up(count: u64, what: &str, message: &str) -> u64 {
+    if count > 0 {
+        tracing::warn!(count, what, "{message}");
+    }
+    count
 }
